@@ -1,0 +1,86 @@
+"""Connections to PostgreSQL from a CKAN database URL.
+
+PostgreSQL's own client programs get their connection through libpq's
+environment variables, so no password is ever on a command line.
+"""
+from __future__ import annotations
+
+import os
+
+import psycopg2
+from psycopg2 import sql
+from sqlalchemy.engine import make_url, URL
+
+
+def parse(url: str | URL) -> URL:
+    return make_url(url) if isinstance(url, str) else url
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as it may be printed: the password masked."""
+    return parse(url).render_as_string(hide_password=True)
+
+
+def with_database(url: str | URL, database: str) -> URL:
+    return parse(url).set(database=database)
+
+
+def connect_args(url: str | URL) -> dict:
+    url = parse(url)
+    args = {"dbname": url.database, "user": url.username,
+            "password": url.password, "host": url.host, "port": url.port}
+    args.update(url.query)
+    return {key: value for key, value in args.items() if value is not None}
+
+
+def connect(url: str | URL, **extra):
+    return psycopg2.connect(**connect_args(url), **extra)
+
+
+def libpq_env(url: str | URL, base: dict | None = None) -> dict[str, str]:
+    """An environment for psql/pg_dump/pg_restore that connects to ``url``."""
+    url = parse(url)
+    env = dict(os.environ if base is None else base)
+    for name, value in (("PGHOST", url.host), ("PGPORT", url.port),
+                        ("PGUSER", url.username),
+                        ("PGPASSWORD", url.password),
+                        ("PGDATABASE", url.database)):
+        if value is not None:
+            env[name] = str(value)
+        else:
+            env.pop(name, None)
+    return env
+
+
+def database_exists(url: str | URL) -> bool:
+    """Whether the database of ``url`` exists, asked of the maintenance
+    database ``postgres`` as the same user."""
+    with connect(with_database(url, "postgres")) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                        (parse(url).database,))
+            return cur.fetchone() is not None
+
+
+def create_database(url: str | URL, admin_url: str | URL | None = None,
+                    template: str = "template0") -> None:
+    """Create the database of ``url``, owned by its user; as that user when it
+    has CREATEDB, otherwise through ``admin_url``."""
+    target = parse(url)
+    conn = connect(with_database(admin_url or target, "postgres"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL(
+                "CREATE DATABASE {} OWNER {} TEMPLATE {} ENCODING 'UTF8'").format(
+                sql.Identifier(target.database),
+                sql.Identifier(target.username),
+                sql.Identifier(template)))
+    finally:
+        conn.close()
+
+
+def first_line(error: BaseException) -> str:
+    """The first meaningful line of a database error, for one-line messages."""
+    text = str(getattr(error, "pgerror", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

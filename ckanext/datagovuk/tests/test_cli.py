@@ -1,0 +1,66 @@
+"""The ``datagovuk`` group is reachable through ckan, IClick and paster."""
+import pytest
+
+from ckanext.datagovuk.cli import datagovuk
+from ckanext.datagovuk.tests.conftest import (ckan_datagovuk, one_line_error,
+                                              paster_datagovuk, run_command)
+
+
+def command_names():
+    return sorted(datagovuk.commands)
+
+
+def assert_lists_every_command(help_text: str):
+    for name in command_names():
+        assert f"  {name} " in help_text, (name, help_text)
+
+
+def test_ckan_click_command_entry_point_lists_the_group(ckan_db_url):
+    result = ckan_datagovuk(["--help"], db_url=ckan_db_url)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: ckan datagovuk" in result.stdout
+    assert_lists_every_command(result.stdout)
+
+
+def test_paster_global_command_lists_the_group_from_any_directory():
+    result = run_command(["paster", "datagovuk", "--help"], cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: paster datagovuk" in result.stdout
+    assert_lists_every_command(result.stdout)
+
+
+def test_paster_lists_datagovuk_among_its_commands():
+    result = run_command(["paster", "help"], cwd="/")
+    assert "datagovuk" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(datagovuk.commands))
+def test_paster_without_config_is_a_usage_error(name):
+    env = {"CKAN_INI": ""}
+    result = run_command(["paster", "datagovuk", name], cwd="/", env=env)
+    assert result.returncode == 2
+    assert "no CKAN config" in one_line_error(result)
+
+
+def test_paster_with_a_missing_config_file_is_a_usage_error():
+    result = run_command(["paster", "datagovuk", "status", "-c",
+                          "/nonexistent/ckan.ini"], cwd="/")
+    assert result.returncode == 2
+    assert "/nonexistent/ckan.ini does not exist" in one_line_error(result)
+
+
+def test_paster_with_an_unreachable_database_says_so_in_one_line():
+    unreachable = "postgresql://ckan_default:secret@127.0.0.1:1/ckan"
+    result = paster_datagovuk(["status"], db_url=unreachable)
+    message = one_line_error(result)
+    assert "cannot connect to the database" in message
+    assert "secret" not in message
+
+
+@pytest.mark.ckan_config("ckan.plugins", "datagovuk")
+@pytest.mark.usefixtures("with_plugins")
+def test_iclick_registers_the_same_group():
+    from ckan.plugins import PluginImplementations, IClick
+    groups = [command for plugin in PluginImplementations(IClick)
+              for command in plugin.get_commands()]
+    assert datagovuk in groups
