@@ -28,10 +28,10 @@ system-packages:
 	  fi; \
 	fi
 
-$(STAMP): requirements.txt dev-requirements.txt setup.py
+$(STAMP): requirements.txt dev-requirements.txt constraints.txt setup.py
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps ckan==2.12.0
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r dev-requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt -r dev-requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
