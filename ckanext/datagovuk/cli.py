@@ -32,3 +32,219 @@ def datagovuk():
     (data migrations, then CKAN's schema upgrade), `promote` the sysadmins
     again, and check with `status`.
     """
+
+
+@datagovuk.command(short_help="Make users sysadmins again (after migrate).")
+@click.argument("users", nargs=-1)
+@click.option("--demoted", is_flag=True,
+              help="The sysadmins the migration demoted (and who still exist).")
+@click.option("--configured", is_flag=True,
+              help="The users of the setting ckanext.datagovuk.sysadmins.")
+def promote(users, demoted, configured):
+    """Promote USERS (names, ids or unambiguous emails) to sysadmin.
+
+    All or nothing: an unknown or deleted user means nobody is promoted.
+    Every promotion is recorded in datagovuk.promotions.
+    """
+    from ckanext.datagovuk import sysadmins
+
+    result = sysadmins.promote(users, demoted=demoted, configured=configured)
+    click.echo(sysadmins.format_result(result))
+
+
+@datagovuk.command(short_help="Where this database stands, and what to run next.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(as_json):
+    """Schema version, pending migrations, data migrations applied and
+    pending, sysadmins still to promote, counts, and the next command."""
+    import json
+
+    from ckanext.datagovuk import status as database_status
+
+    result = database_status.collect()
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(database_status.format_text(result))
+
+
+@datagovuk.command(short_help="Data migrations + CKAN schema upgrade, all or nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Do everything, print the report, then roll back: the "
+                   "database is left exactly as it was.")
+@click.option("--skip-upgrade", is_flag=True,
+              help="Commit after the data migrations; no archive, no schema "
+                   "upgrade (run migrate again later to do them).")
+@click.option("--no-archive", is_flag=True,
+              help="Do not copy the tables CKAN's upgrade drops (*_revision, "
+                   "revision, the old authorization tables, related, rating, "
+                   "resource_group, package_extra, group_extra) to "
+                   "datagovuk_legacy. Tables CKAN does not know are still "
+                   "moved there, never dropped.")
+@click.option("--migrations-dir", type=click.Path(file_okay=False),
+              help="Folder of NNN_*.sql data migrations (default: the ones "
+                   "shipped with ckanext-datagovuk).")
+@click.option("--resolve-email-clash", type=click.Choice(["stop", "keep-oldest"]),
+              default="stop", show_default=True,
+              help="Active users whose emails differ only in case break CKAN "
+                   "2.12's unique index. stop: roll back and list them; "
+                   "keep-oldest: the oldest account keeps the address, the "
+                   "others' is cleared and recorded in "
+                   "datagovuk.email_clash_resolutions.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as JSON instead of text.")
+def migrate(dry_run, skip_upgrade, no_archive, migrations_dir,
+            resolve_email_clash, as_json):
+    """Turn the imported old-site (CKAN 2.2) database into one this CKAN
+    runs on, in ONE transaction on the configured database:
+
+    \b
+    1. pre-flight: say what the database is; refuse an empty or non-CKAN
+       one; find what would make CKAN's upgrade fail;
+    2. the pending data migrations (001_bytemark_to_govuk.sql: tags, extras,
+       organogram resources, non-publishing users, sysadmin demotion, user
+       names, harvest sources), recorded in datagovuk.applied_migrations;
+    3. fixes for the upgrade's traps (NULL extras, existing indexes, empty
+       or clashing emails, ...);
+    4. archive: tables CKAN does not know move to schema datagovuk_legacy,
+       the tables CKAN's upgrade drops are copied there;
+    5. CKAN's schema upgrade (with the fix for resources losing their
+       dataset at revision 074), then the migrations of the plugins in
+       ckan.plugins.
+
+    Any failure, Ctrl-C or SIGTERM rolls everything back. Settings:
+    ckanext.datagovuk.keep_sysadmins, ckanext.datagovuk.organogram_base_url,
+    ckan.site_id. Afterwards: `datagovuk promote --demoted` and
+    `ckan search-index rebuild`.
+    """
+    import json
+
+    from ckanext.datagovuk import migrate as migration
+
+    options = migration.MigrationOptions(
+        dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
+        migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash)
+    report = migration.migrate_from_config(
+        options, progress=lambda message: click.echo(message, err=True))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        click.echo(report.to_text())
+
+
+class ConfiguredDatabase:
+    """The target database URL read from the config by ``paster``, which
+    runs ``import`` without building CKAN's app (whose start-up would need
+    the database to exist already)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+
+def _import_target_url(ctx: click.Context) -> str:
+    configured = ctx.find_object(ConfiguredDatabase)
+    if configured is not None:
+        return configured.url
+    from ckan.plugins import toolkit
+    url = toolkit.config.get("sqlalchemy.url")
+    if not url:
+        raise OperatorError("the CKAN config has no sqlalchemy.url")
+    # CKAN's own pooled connection to the target would block the swap.
+    from ckan import model
+    model.Session.remove()
+    model.meta.engine.dispose()
+    return url
+
+
+@datagovuk.command("import", short_help="Load the old site's database (over ssh or from a dump), all or nothing.")
+@click.argument("source")
+@click.option("--remote-db", default="ckan", show_default=True, metavar="DB",
+              help="[user@]host source: the database pg_dump dumps on the "
+                   "remote host, as a NAME or a libpq connection string "
+                   "(\"host=... port=... dbname=... user=...\"; never a "
+                   "password: the remote side uses its ~/.pgpass or trust).")
+@click.option("--ssh-port", type=int, metavar="N",
+              help="ssh port of the remote host (default: your ssh config, "
+                   "else 22).")
+@click.option("--identity", metavar="FILE",
+              help="ssh private key to log in with (default: your ssh "
+                   "config and agent).")
+@click.option("--ssh-config", metavar="FILE",
+              help="ssh config file to use instead of ~/.ssh/config "
+                   "(ssh -F).")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+              help="Extra ssh -o option; repeatable. Host key checking "
+                   "cannot be turned off.")
+@click.option("--remote-pg-dump", default="pg_dump", show_default=True,
+              metavar="PATH",
+              help="pg_dump on the remote host, e.g. "
+                   "/usr/lib/postgresql/9.6/bin/pg_dump.")
+@click.option("--keep-dump", metavar="PATH",
+              help="Keep a local copy of the transferred dump at PATH "
+                   "(removed again if the transfer breaks off).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1,
+              show_default=True, metavar="N",
+              help="Parallel restore jobs. 1 streams the dump straight into "
+                   "pg_restore; N>1 first writes it to a file (--keep-dump "
+                   "or a temporary one) and runs pg_restore -j N. Plain SQL "
+                   "dumps always load in one job.")
+@click.option("--replace", is_flag=True,
+              help="Replace a target database that already has tables; the "
+                   "old one is renamed to <db>__before_import_<UTC time>.")
+@click.option("--drop-old", is_flag=True,
+              help="With --replace: drop the old database instead of "
+                   "keeping it.")
+@click.option("--admin-url-env", default="DATAGOVUK_PG_ADMIN_URL",
+              show_default=True, metavar="VAR",
+              help="Name of an environment variable holding a superuser "
+                   "database URL, used only when the CKAN database user "
+                   "lacks CREATEDB (or for extensions only a superuser may "
+                   "create). The URL itself is never an argument.")
+@click.pass_context
+def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
+            ssh_options, remote_pg_dump, keep_dump, jobs, replace, drop_old,
+            admin_url_env):
+    """Load the old site's database into this CKAN's database
+    (sqlalchemy.url), atomically.
+
+    SOURCE is one of:
+
+    \b
+      [user@]host        pg_dump runs there over ssh (-Fc -O -x), streamed
+                         here; nothing is written on the remote host
+      [user@]host:PATH   a dump file on the remote host
+      FILE               a local custom-format (pg_dump -Fc) or plain SQL
+                         dump
+
+    The dump loads into a staging database as the CKAN database user, with
+    no owners and no privileges; only a complete load that looks like a
+    CKAN database replaces the target (both renamed in one transaction),
+    and only while nothing else is connected to it. Any failure (ssh,
+    remote pg_dump, a truncated or corrupt dump, Ctrl-C, SIGTERM, disk
+    full) drops the staging database and leaves the target as it was.
+    Plain SQL dumps load with psql in one transaction, stopping at the
+    first error; their owner and privilege statements are left out.
+    """
+    import os
+
+    from ckanext.datagovuk import transfer
+
+    admin_url = os.environ.get(admin_url_env) or None
+    explicit = ctx.get_parameter_source("admin_url_env") \
+        != click.core.ParameterSource.DEFAULT
+    if explicit and not admin_url:
+        raise OperatorError(f"--admin-url-env {admin_url_env}: that "
+                            "environment variable is not set")
+    options = transfer.ImportOptions(
+        remote_db=remote_db, remote_pg_dump=remote_pg_dump,
+        keep_dump=keep_dump, jobs=jobs, replace=replace, drop_old=drop_old,
+        admin_url=admin_url,
+        ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
+                                 options=list(ssh_options),
+                                 config_file=ssh_config))
+    target_url = _import_target_url(ctx)
+    # Progress goes to stdout: stderr is kept for the one-line error.
+    result = transfer.import_database(source, target_url, options,
+                                      echo=click.echo)
+    for line in result.summary_lines():
+        click.echo(line)

@@ -38,9 +38,11 @@ def run(args: list[str]) -> int:
     if not rest or "--help" in rest or "-h" in rest:
         return datagovuk.main(rest or ["--help"], prog_name="paster datagovuk",
                               standalone_mode=False) or 0
+    if rest[0] == "import":
+        return run_import(config, rest)
     try:
         preconditions.check_config_file(config)
-        preconditions.check_database(config, create=rest[0] == "import")
+        preconditions.check_database(config)
     except preconditions.PreconditionError as error:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code
@@ -49,6 +51,27 @@ def run(args: list[str]) -> int:
     try:
         ckan.main(["-c", os.path.abspath(config), "datagovuk", *rest],
                   prog_name="paster")
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 1
+    return 0
+
+
+def run_import(config: str | None, rest: list[str]) -> int:
+    """``import`` runs without building CKAN's app: the app would need the
+    target database to exist, and the import creates it (the staging
+    database is renamed into place), so a failed import into a database
+    that did not exist leaves none behind."""
+    from ckanext.datagovuk.cli import ConfiguredDatabase, datagovuk
+
+    try:
+        preconditions.check_config_file(config)
+        url = preconditions.database_url(config)
+    except preconditions.PreconditionError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return error.exit_code
+    try:
+        datagovuk.main(rest, prog_name="paster datagovuk",
+                       obj=ConfiguredDatabase(url))
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 1
     return 0

@@ -10,8 +10,6 @@ touches columns that CKAN 2.2 and 2.12 share (``user.state``,
 """
 from __future__ import annotations
 
-import glob
-import hashlib
 import inspect as pyinspect
 import os
 from typing import Any, Iterable, Optional
@@ -24,8 +22,9 @@ from sqlalchemy.engine import Connection, Engine
 
 import ckan.migration
 
+from ckanext.datagovuk import runner
+
 CORE_SCRIPTS = os.path.dirname(ckan.migration.__file__)
-MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 LEDGER_SCHEMA = "datagovuk"
 # Users CKAN itself creates; they are not people and are not counted.
 PSEUDO_USERS = ("logged_in", "visitor")
@@ -40,53 +39,11 @@ NEXT_COMMANDS = {
 
 # --- data migration files --------------------------------------------------
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def migration_files(directory: str | None = None) -> list[dict]:
-    """The data migration files, in order, as ``{"file", "checksum"}``.
-
-    The runner is the one source of truth for what a migration file is; the
-    glob below is only for a tree where ``runner.discover`` does not exist."""
-    try:
-        from ckanext.datagovuk import runner
-        discover = runner.discover
-    except (ImportError, AttributeError):
-        discover = None
-    if discover is not None:
-        found = discover(directory) if directory else discover()
-        return [_as_file_entry(item) for item in found]
-    directory = directory or MIGRATIONS_DIR
-    paths = sorted(glob.glob(os.path.join(directory, "[0-9][0-9][0-9]_*.sql")))
-    return [{"file": os.path.basename(path), "checksum": sha256_of(path)}
-            for path in paths]
-
-
-def _as_file_entry(item: Any) -> dict:
-    """One entry of ``runner.discover()``, whatever its shape (path, tuple
-    or object with ``filename``/``path``/``checksum``)."""
-    if isinstance(item, (str, os.PathLike)):
-        path = os.fspath(item)
-        return {"file": os.path.basename(path), "checksum": sha256_of(path)}
-    if isinstance(item, dict):
-        path = item.get("path")
-        name = item.get("filename") or item.get("file") or os.path.basename(path)
-        checksum = item.get("checksum") or sha256_of(path)
-        return {"file": name, "checksum": checksum}
-    if isinstance(item, tuple) and not hasattr(item, "_fields"):
-        path = next(part for part in item if isinstance(part, str)
-                    and part.endswith(".sql"))
-        return {"file": os.path.basename(path), "checksum": sha256_of(path)}
-    path = getattr(item, "path", None)
-    name = (getattr(item, "filename", None) or getattr(item, "name", None)
-            or os.path.basename(os.fspath(path)))
-    checksum = getattr(item, "checksum", None) or sha256_of(os.fspath(path))
-    return {"file": os.path.basename(os.fspath(name)), "checksum": checksum}
+    """The data migration files, in order, as ``{"file", "checksum"}``; the
+    runner decides what a migration file is."""
+    return [{"file": migration.name, "checksum": migration.checksum}
+            for migration in runner.discover(directory)]
 
 
 # --- schema version --------------------------------------------------------
@@ -213,14 +170,10 @@ def database_state(connection: Connection,
 # --- ledger ----------------------------------------------------------------
 
 def applied_migrations(connection: Connection) -> list[dict]:
-    if "applied_migrations" not in _tables(connection, LEDGER_SCHEMA):
-        return []
-    rows = connection.execute(text(
-        "SELECT filename, checksum, applied_at, duration_seconds "
-        "FROM datagovuk.applied_migrations ORDER BY filename")).mappings()
-    return [{"file": row["filename"], "checksum": row["checksum"],
-             "applied_at": row["applied_at"].isoformat(),
-             "duration_seconds": row["duration_seconds"]} for row in rows]
+    return [{"file": entry.name, "checksum": entry.checksum,
+             "applied_at": entry.applied_at.isoformat(),
+             "duration_seconds": entry.duration_seconds}
+            for entry in runner.applied(connection).values()]
 
 
 def demoted_not_promoted(connection: Connection) -> Optional[list[dict]]:

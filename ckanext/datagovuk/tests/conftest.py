@@ -114,3 +114,118 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: "), result.stderr
     return lines[0]
+
+
+# --- The old site (ckanext.datagovuk.oldsite) -------------------------------
+OLD_SITE_DATASETS = 150
+OLD_SITE_SEED = 1
+
+
+def _build_old_site_template(admin_url: str, ckan_url: str, name: str,
+                             harvest: bool) -> str:
+    """A template database holding a generated old site, owned by the CKAN
+    role; built in this process on its own (NullPool) connections, so no
+    connection stays open and it can be copied at once."""
+    from ckanext.datagovuk import oldsite
+
+    drop_database(admin_url, name)
+    owner = db.parse(ckan_url).username
+    admin_execute(admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}"')
+    oldsite.generate(db.with_database(ckan_url, name),
+                     datasets=OLD_SITE_DATASETS, seed=OLD_SITE_SEED,
+                     harvest=harvest)
+    return name
+
+
+@pytest.fixture(scope="session")
+def old_site_template(pg_admin_url, ckan_db_url):
+    """Name of a template database holding an old site (CKAN 2.2 schema,
+    DGU and harvest tables, ``OLD_SITE_DATASETS`` datasets). Copy it with
+    ``make_database(template=old_site_template)`` (or use ``old_site``);
+    never connect to it directly."""
+    name = _build_old_site_template(pg_admin_url, ckan_db_url,
+                                    "oldsite_template", harvest=True)
+    yield name
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def old_site_template_no_harvest(pg_admin_url, ckan_db_url):
+    """As ``old_site_template``, without the old harvest tables."""
+    name = _build_old_site_template(pg_admin_url, ckan_db_url,
+                                    "oldsite_template_no_harvest",
+                                    harvest=False)
+    yield name
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def old_site(make_database, old_site_template) -> str:
+    """URL (CKAN role) of a fresh copy of the old site, dropped after the
+    test."""
+    return make_database(template=old_site_template)
+
+
+@pytest.fixture
+def old_site_no_harvest(make_database, old_site_template_no_harvest) -> str:
+    """URL of a fresh copy of the old site without harvest tables."""
+    return make_database(template=old_site_template_no_harvest)
+
+
+@pytest.fixture(scope="session")
+def old_site_dump(tmp_path_factory, old_site_template, ckan_db_url) -> str:
+    """Path of a custom-format (``pg_dump -Fc -O -x``) dump of the old site."""
+    from ckanext.datagovuk import oldsite
+
+    path = str(tmp_path_factory.mktemp("oldsite") / "oldsite.dump")
+    oldsite.write_dump(db.with_database(ckan_db_url, old_site_template), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ckan_head_template(pg_admin_url, ckan_db_url):
+    """Name of a template database at CKAN's head schema, built once per
+    session with CKAN's own ``ckan db init``; copy it with
+    ``make_database(template=ckan_head_template)``."""
+    name = f"tmpl_head_{uuid.uuid4().hex[:8]}"
+    owner = db.parse(ckan_db_url).username
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}"')
+    url = db.with_database(ckan_db_url, name).render_as_string(
+        hide_password=False)
+    result = run_command(["ckan", "-c", TEST_INI, "db", "init"], db_url=url)
+    assert result.returncode == 0, result.stderr
+    yield name
+    drop_database(pg_admin_url, name)
+
+
+# --- migrate (B2): module-scoped databases and whole-database dumps ---------
+@pytest.fixture(scope="module")
+def make_module_database(pg_admin_url, ckan_db_url):
+    """As ``make_database``, but the databases live for the whole test
+    module (for results several tests inspect, e.g. one migrated site)."""
+    created = []
+
+    def make(template: str | None = None) -> str:
+        name = f"m_{uuid.uuid4().hex[:12]}"
+        owner = db.parse(ckan_db_url).username
+        clause = f' TEMPLATE "{template}"' if template else ""
+        admin_execute(pg_admin_url,
+                      f'CREATE DATABASE "{name}" OWNER "{owner}"{clause}')
+        created.append(name)
+        return db.with_database(ckan_db_url, name).render_as_string(
+            hide_password=False)
+
+    yield make
+    for name in created:
+        drop_database(pg_admin_url, name)
+
+
+def dump_database(url: str, *options: str) -> str:
+    """``pg_dump`` of the whole database (every schema, schema and data,
+    or as ``options`` say) as plain text, without the random
+    ``\\restrict`` key lines pg_dump 15.18 adds, for comparing states."""
+    result = subprocess.run(["pg_dump", "--no-owner", "--no-acl", *options],
+                            env=db.libpq_env(url), text=True,
+                            capture_output=True, check=True)
+    return "\n".join(line for line in result.stdout.splitlines()
+                     if not line.startswith(("\\restrict", "\\unrestrict")))

@@ -1,0 +1,276 @@
+"""Keep what the new CKAN does not: the schema ``datagovuk_legacy``.
+
+Two kinds of table leave the live (``public``) schema before CKAN's upgrade:
+
+* tables CKAN does not know (the DGU-only tables, the old harvest tables
+  unless the target config enables ``harvest``, anything else a site added)
+  are MOVED there with ``ALTER TABLE ... SET SCHEMA``, after their foreign
+  keys to and from the live schema are dropped.  They have to leave
+  ``public`` or ``ckan db check`` fails; nothing here ever drops them.
+* tables CKAN's upgrade drops (the ``*_revision`` history, ``revision``, the
+  old authorization tables, ``related``, ``rating``, ``resource_group``,
+  ``package_extra``/``group_extra`` ...) are COPIED there
+  (``CREATE TABLE ... AS SELECT``: data only, no keys), because the upgrade
+  needs the originals.  ``archive_dropped=False`` (``--no-archive``) skips
+  the copies only.
+
+Archived tables keep no foreign key into the live schema, so ``ckan db
+check`` stays clean and ``DROP SCHEMA datagovuk_legacy CASCADE`` purges the
+lot.  Nothing here commits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+from sqlalchemy.engine import Connection
+
+from ckanext.datagovuk.errors import OperatorError
+
+LEGACY_SCHEMA = "datagovuk_legacy"
+
+DGU_TABLES = ("data_cache", "publisher_request", "schema", "codelist",
+              "commitment")
+HARVEST_TABLES = ("harvest_source", "harvest_job", "harvest_object",
+                  "harvest_object_extra", "harvest_object_error",
+                  "harvest_gather_error", "harvest_coupled_resource",
+                  "harvest_log")
+
+# Tables CKAN's migrations after legacy 071 drop in their upgrade(), with
+# the revision doing it (grep drop_table/DROP TABLE in ckan/migration/
+# versions/07[2-9]..109; migrate_version (090) holds nothing to keep).
+DROPPED_BY_UPGRADE = {
+    "resource_group": "074", "resource_group_revision": "074",
+    "role_action": "078", "package_role": "078", "group_role": "078",
+    "system_role": "078", "authorization_group_role": "078",
+    "user_object_role": "078",
+    "related": "083", "related_dataset": "083",
+    "authorization_group_user": "087", "authorization_group": "087",
+    "rating": "105",
+    "group_extra": "106", "package_extra": "106",
+    "package_relationship_revision": "107", "group_extra_revision": "107",
+    "system_info_revision": "107", "package_revision": "107",
+    "package_tag_revision": "107", "group_revision": "107",
+    "package_extra_revision": "107", "resource_revision": "107",
+    "member_revision": "107", "revision": "107",
+}
+# Revision 083 drops the related-item tables only when they are empty (it
+# prints a warning and keeps them otherwise, and `ckan db check` then fails):
+# their rows are archived (even with --no-archive: they must leave public)
+# and deleted so that 083 drops them.  Children first.
+EMPTIED_FOR_UPGRADE = ("related_dataset", "related")
+# In CKAN's migrations but not in its core model: plugins own them, and
+# CKAN's env.py leaves them out of `ckan db check` when those are disabled.
+MIGRATION_ONLY_TABLES = ("activity", "activity_detail", "tracking_raw",
+                         "tracking_summary", "alembic_version",
+                         "migrate_version")
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ArchivedTable:
+    name: str
+    rows: int
+    how: str          # "moved" or "copied"
+    reason: str
+
+
+@dataclass
+class ArchiveResult:
+    schema: str = LEGACY_SCHEMA
+    tables: list[ArchivedTable] = field(default_factory=list)
+    foreign_keys_dropped: list[str] = field(default_factory=list)
+    emptied: dict[str, int] = field(default_factory=dict)
+
+    def named(self, how: str) -> list[ArchivedTable]:
+        return [table for table in self.tables if table.how == how]
+
+
+def public_tables(connection: Connection) -> list[str]:
+    """Ordinary tables of ``public`` that no extension owns (PostGIS's
+    ``spatial_ref_sys`` moves with its extension, not with us)."""
+    return list(connection.exec_driver_sql(
+        "SELECT c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid "
+        "AND d.classid = 'pg_class'::regclass AND d.deptype = 'e') "
+        "ORDER BY c.relname").scalars())
+
+
+def known_tables() -> set[str]:
+    """Tables CKAN 2.12's model (with the loaded plugins) defines."""
+    import ckan.model  # noqa: F401 - fills the metadata
+    from ckan.model.meta import metadata
+    return {table.name for table in metadata.sorted_tables}
+
+
+def classify(tables: Iterable[str], plugins: Iterable[str],
+             known: Optional[set[str]] = None,
+             running: Optional[set[int]] = None
+             ) -> tuple[list[str], list[str]]:
+    """Which of ``tables`` to move (unknown to the new CKAN) and which to
+    copy (dropped by its upgrade).  ``running``: the legacy numbers of the
+    core revisions still to run (all when None); a table whose dropping
+    revision has already run is unknown, so moved."""
+    known = known_tables() if known is None else known
+    plugins = set(plugins)
+    keep = set(known) | set(MIGRATION_ONLY_TABLES)
+    if "harvest" in plugins:
+        keep |= set(HARVEST_TABLES)
+    move, copy = [], []
+    for table in tables:
+        if table in DROPPED_BY_UPGRADE and (
+                running is None or
+                int(DROPPED_BY_UPGRADE[table]) in running):
+            copy.append(table)
+        elif table in DROPPED_BY_UPGRADE:
+            move.append(table)
+        elif table.endswith("_alembic_version"):
+            continue
+        elif table in DGU_TABLES or table not in keep:
+            move.append(table)
+    return move, copy
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _row_count(connection: Connection, schema: str, table: str) -> int:
+    return connection.exec_driver_sql(
+        f"SELECT count(*) FROM {_quote(schema)}.{_quote(table)}").scalar()
+
+
+def _exists(connection: Connection, schema: str, table: str) -> bool:
+    return connection.exec_driver_sql(
+        "SELECT to_regclass(%(name)s) IS NOT NULL",
+        {"name": f"{_quote(schema)}.{_quote(table)}"}).scalar()
+
+
+def drop_foreign_keys_across(connection: Connection,
+                             tables: list[str]) -> list[str]:
+    """Drop the foreign keys between ``tables`` and the rest of
+    ``public``, both ways; keys among ``tables`` themselves stay."""
+    if not tables:
+        return []
+    rows = connection.exec_driver_sql(
+        "SELECT c.conname, src.relname, dst.relname FROM pg_constraint c "
+        "JOIN pg_class src ON src.oid = c.conrelid "
+        "JOIN pg_class dst ON dst.oid = c.confrelid "
+        "JOIN pg_namespace ns ON ns.oid = src.relnamespace "
+        "JOIN pg_namespace nd ON nd.oid = dst.relnamespace "
+        "WHERE c.contype = 'f' AND ns.nspname = 'public' "
+        "AND nd.nspname = 'public' "
+        "AND ((src.relname = ANY(%(t)s)) <> (dst.relname = ANY(%(t)s))) "
+        "ORDER BY src.relname, c.conname", {"t": list(tables)}).all()
+    dropped = []
+    for name, source, target in rows:
+        connection.exec_driver_sql(
+            f"ALTER TABLE public.{_quote(source)} "
+            f"DROP CONSTRAINT {_quote(name)}")
+        dropped.append(f"{source}.{name} -> {target}")
+    return dropped
+
+
+def move_tables(connection: Connection, tables: list[str], reasons: dict,
+                result: ArchiveResult) -> None:
+    for table in tables:
+        if _exists(connection, LEGACY_SCHEMA, table):
+            raise OperatorError(
+                f"cannot archive table {table}: {LEGACY_SCHEMA}.{table} "
+                "already exists (an earlier migration archived one); rename "
+                "or drop one of them first")
+    result.foreign_keys_dropped += drop_foreign_keys_across(connection,
+                                                            tables)
+    for table in tables:
+        connection.exec_driver_sql(
+            f"ALTER TABLE public.{_quote(table)} "
+            f"SET SCHEMA {_quote(LEGACY_SCHEMA)}")
+        result.tables.append(ArchivedTable(
+            table, _row_count(connection, LEGACY_SCHEMA, table), "moved",
+            reasons[table]))
+
+
+def copy_tables(connection: Connection, tables: list[str],
+                result: ArchiveResult) -> None:
+    for table in tables:
+        # A copy left by an earlier run that stopped before the upgrade
+        # (--skip-upgrade) is replaced: the live table is the newer one.
+        connection.exec_driver_sql(
+            f"DROP TABLE IF EXISTS {_quote(LEGACY_SCHEMA)}.{_quote(table)}")
+        connection.exec_driver_sql(
+            f"CREATE TABLE {_quote(LEGACY_SCHEMA)}.{_quote(table)} AS "
+            f"SELECT * FROM public.{_quote(table)}")
+        result.tables.append(ArchivedTable(
+            table, _row_count(connection, LEGACY_SCHEMA, table), "copied",
+            f"dropped by CKAN migration {DROPPED_BY_UPGRADE[table]}"))
+
+
+def rows_to_empty(connection: Connection,
+                  tables: Iterable[str]) -> dict[str, int]:
+    """The tables of EMPTIED_FOR_UPGRADE among ``tables`` that hold rows."""
+    return {table: rows for table in EMPTIED_FOR_UPGRADE if table in tables
+            for rows in [_row_count(connection, "public", table)] if rows}
+
+
+def empty_for_upgrade(connection: Connection, copy: list[str],
+                      archive_dropped: bool, result: ArchiveResult) -> None:
+    full = rows_to_empty(connection, copy)
+    if not full:
+        return
+    if not archive_dropped:
+        copy_tables(connection, [t for t in EMPTIED_FOR_UPGRADE if t in copy],
+                    result)
+    for table in EMPTIED_FOR_UPGRADE:
+        if table in full:
+            connection.exec_driver_sql(f"DELETE FROM public.{_quote(table)}")
+    result.emptied = full
+
+
+def plan(connection: Connection, plugins: Iterable[str],
+         known: Optional[set[str]] = None) -> tuple[list[str], list[str]]:
+    from ckanext.datagovuk.upgrade import revisions_to_run
+    return classify(public_tables(connection), plugins, known,
+                    revisions_to_run(connection))
+
+
+def archive(connection: Connection, plugins: Iterable[str] = (),
+            archive_dropped: bool = True,
+            progress: Optional[Progress] = None,
+            known: Optional[set[str]] = None) -> ArchiveResult:
+    """Move the unknown tables and (unless ``archive_dropped`` is false)
+    copy the ones CKAN's upgrade drops into ``datagovuk_legacy``."""
+    plugins = list(plugins)
+    move, copy = plan(connection, plugins, known)
+    result = ArchiveResult()
+    if not move and not (copy and archive_dropped) and \
+            not rows_to_empty(connection, copy):
+        return result
+    connection.exec_driver_sql(
+        f"CREATE SCHEMA IF NOT EXISTS {_quote(LEGACY_SCHEMA)}")
+    reasons = {}
+    for table in move:
+        if table in DGU_TABLES:
+            reasons[table] = "data.gov.uk only"
+        elif table in HARVEST_TABLES:
+            reasons[table] = "old harvest table (harvest plugin not enabled)"
+        elif table in DROPPED_BY_UPGRADE:
+            reasons[table] = ("left behind by an earlier upgrade (CKAN "
+                              f"migration {DROPPED_BY_UPGRADE[table]})")
+        else:
+            reasons[table] = "not part of CKAN 2.12's model"
+    if progress and move:
+        progress(f"  moving {len(move)} tables to {LEGACY_SCHEMA}")
+    move_tables(connection, move, reasons, result)
+    if archive_dropped and copy:
+        if progress:
+            progress(f"  copying {len(copy)} tables CKAN's upgrade drops "
+                     f"to {LEGACY_SCHEMA}")
+        copy_tables(connection, copy, result)
+    empty_for_upgrade(connection, copy, archive_dropped, result)
+    if progress and result.emptied:
+        progress(f"  emptied {', '.join(result.emptied)} (archived) so that "
+                 "CKAN's revision 083 drops them")
+    return result

@@ -1,0 +1,385 @@
+"""``datagovuk migrate``: the old site's database, made one CKAN 2.12 runs on.
+
+One connection, one transaction, in this order:
+
+1. an advisory lock (a second ``migrate`` on the same database refuses);
+2. pre-flight (:mod:`preflight`): what the database is, refusals, the traps;
+3. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);
+4. the fixes for the traps of CKAN's upgrade (:func:`preflight.fix_traps`);
+5. the archive (:mod:`archive`): unknown tables moved to
+   ``datagovuk_legacy``, the tables CKAN's upgrade drops copied there;
+6. CKAN's core upgrade with the resource-link fix, then the enabled plugins'
+   migrations (:mod:`upgrade`);
+
+then a commit, or a rollback on any error, Ctrl-C or SIGTERM: the database,
+ledger included, is then exactly as before.  ``dry_run`` rolls back at the
+end; ``skip_upgrade`` stops (and commits) after step 3.  It deliberately
+does not use CKAN's global engine/session: CKAN's ``env.py`` would open
+connections of its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from sqlalchemy import create_engine, exc, inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from ckanext.datagovuk import archive, db, preflight, runner, upgrade
+from ckanext.datagovuk.errors import OperatorError
+
+# pg_advisory lock key shared by every `datagovuk migrate` ("dgumigr").
+LOCK_KEY = 0x6467756D69677200
+
+Progress = Callable[[str], None]
+
+NEXT_STEPS = [
+    "promote the sysadmins again: ckan -c CKAN_INI datagovuk promote "
+    "--demoted (or --configured / NAMES)",
+    "rebuild the search index: ckan -c CKAN_INI search-index rebuild",
+    "enable the datagovuk plugin and the site's plugins in ckan.plugins if "
+    "they were disabled for the upgrade",
+    "never moved by this command: the datastore database, the uploaded "
+    "files under ckan.storage_path, the Solr index",
+    "the archived tables are in the schema datagovuk_legacy (drop it with "
+    "DROP SCHEMA datagovuk_legacy CASCADE once nobody needs them)",
+]
+
+
+class Interrupted(Exception):
+    """SIGTERM during the migration: turned into an exception so the
+    transaction rolls back like on any other error."""
+
+
+@dataclass
+class MigrationOptions:
+    dry_run: bool = False
+    skip_upgrade: bool = False
+    archive: bool = True
+    migrations_dir: Optional[str] = None
+    resolve_email_clash: str = "stop"
+
+
+@dataclass
+class MigrationReport:
+    database: str
+    options: MigrationOptions
+    state: str = ""
+    schema_before: str = ""
+    schema_after: str = ""
+    counts_before: dict[str, int] = field(default_factory=dict)
+    counts_after: dict[str, int] = field(default_factory=dict)
+    data_migrations: list[runner.AppliedMigration] = field(
+        default_factory=list)
+    demoted: list[tuple[str, str]] = field(default_factory=list)
+    traps: list[preflight.Trap] = field(default_factory=list)
+    fixes: list[preflight.AppliedFix] = field(default_factory=list)
+    archive: Optional[archive.ArchiveResult] = None
+    upgrade: Optional[upgrade.UpgradeResult] = None
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    outcome: str = ""
+    next_steps: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_text(self) -> str:
+        return format_report(self)
+
+
+# Counts --------------------------------------------------------------------
+
+def _has(connection: Connection, table: str) -> bool:
+    return inspect(connection).has_table(table)
+
+
+def _scalar(connection: Connection, sql: str) -> int:
+    return int(connection.exec_driver_sql(sql).scalar() or 0)
+
+
+def counts(connection: Connection) -> dict[str, int]:
+    """What an operator checks before and after: works on the 2.2 schema
+    and on CKAN 2.12's (extras in package_extra, then package.extras)."""
+    if not (_has(connection, "package") and _has(connection, "user")):
+        return {}
+    found = {}
+    datasets = connection.exec_driver_sql(
+        "SELECT count(*) FILTER (WHERE state = 'active'), "
+        "count(*) FILTER (WHERE state = 'deleted') FROM package "
+        "WHERE coalesce(type, 'dataset') = 'dataset'").one()
+    found["datasets (active)"], found["datasets (deleted)"] = datasets
+    found["resources (active)"] = _scalar(
+        connection, "SELECT count(*) FROM resource WHERE state = 'active'")
+    found["organisations (active)"] = _scalar(
+        connection, 'SELECT count(*) FROM "group" WHERE is_organization '
+        "AND state = 'active'")
+    found["users (active)"] = _scalar(
+        connection, 'SELECT count(*) FROM "user" WHERE state = \'active\'')
+    found["sysadmins"] = _scalar(
+        connection, 'SELECT count(*) FROM "user" WHERE sysadmin '
+        "AND state = 'active'")
+    found["tags"] = _scalar(connection, "SELECT count(*) FROM tag") \
+        if _has(connection, "tag") else 0
+    if _has(connection, "package_extra"):
+        found["dataset extras"] = _scalar(
+            connection, "SELECT count(*) FROM package_extra "
+            "WHERE state = 'active'")
+    else:
+        found["dataset extras"] = _scalar(
+            connection, "SELECT count(*) FROM package p, "
+            "jsonb_object_keys(p.extras) WHERE p.extras IS NOT NULL")
+    if _has(connection, "harvest_source"):
+        found["harvest sources"] = _scalar(
+            connection, "SELECT count(*) FROM harvest_source")
+    return found
+
+
+def demoted_sysadmins(connection: Connection) -> dict[str, str]:
+    exists = connection.exec_driver_sql(
+        "SELECT to_regclass('datagovuk.demoted_sysadmins') IS NOT NULL"
+    ).scalar()
+    if not exists:
+        return {}
+    return dict(connection.exec_driver_sql(
+        "SELECT user_id, user_name FROM datagovuk.demoted_sysadmins "
+        "ORDER BY user_name").all())
+
+
+# The run ---------------------------------------------------------------------
+
+@contextmanager
+def sigterm_raises():
+    """SIGTERM raises :class:`Interrupted` in the main thread for the
+    duration, so a stopped migration rolls back."""
+    def handler(signum, frame):
+        raise Interrupted("stopped by SIGTERM")
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:          # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def take_lock(connection: Connection) -> None:
+    if not connection.exec_driver_sql(
+            f"SELECT pg_try_advisory_xact_lock({LOCK_KEY})").scalar():
+        raise OperatorError(
+            "another `datagovuk migrate` is running on this database: wait "
+            "for it to finish")
+
+
+class _Steps:
+    """Times the steps of the run and says which one failed."""
+
+    def __init__(self, report: MigrationReport, progress: Progress):
+        self.report, self.progress, self.current = report, progress, None
+
+    @contextmanager
+    def __call__(self, name: str):
+        self.current = name
+        self.progress(f"{name} ...")
+        started = time.monotonic()
+        yield
+        seconds = time.monotonic() - started
+        self.report.timings.append((name, round(seconds, 3)))
+        self.progress(f"{name}: done in {seconds:.1f} s")
+        self.current = None
+
+
+def migrate(url: str, plugins: list[str], settings: dict[str, str],
+            options: Optional[MigrationOptions] = None,
+            progress: Optional[Progress] = None) -> MigrationReport:
+    """Migrate the database at ``url`` for a CKAN with ``plugins`` enabled;
+    ``settings`` are the data migrations' GUCs
+    (:func:`runner.settings_from_config`).  Raises OperatorError (one line)
+    after rolling back on failure."""
+    options = options or MigrationOptions()
+    progress = progress or (lambda message: None)
+    report = MigrationReport(db.safe_url(url), options)
+    steps = _Steps(report, progress)
+    try:
+        engine = create_engine(url, poolclass=NullPool)
+        connection = engine.connect()
+    except exc.DBAPIError as error:
+        raise OperatorError(f"cannot connect to the database "
+                            f"{db.safe_url(url)}: {db.first_line(error.orig)}")
+    try:
+        with sigterm_raises():
+            transaction = connection.begin()
+            try:
+                _run(connection, report, plugins, settings, options, steps,
+                     progress)
+                if options.dry_run:
+                    transaction.rollback()
+                    report.outcome = "dry run: rolled back, nothing changed"
+                else:
+                    transaction.commit()
+                    report.outcome = "committed"
+            except BaseException as error:
+                transaction.rollback()
+                raise _as_operator_error(error, steps.current) from error
+    finally:
+        connection.close()
+        engine.dispose()
+    progress(report.outcome)
+    return report
+
+
+def _as_operator_error(error: BaseException, step: Optional[str]):
+    where = f" during {step}" if step else ""
+    after = "; rolled back, the database is as it was"
+    if step in (None, "pre-flight"):
+        after = ""
+    if isinstance(error, preflight.EmailClashError):
+        return error
+    if isinstance(error, OperatorError):
+        return OperatorError(f"{error}{after}")
+    if isinstance(error, (KeyboardInterrupt, Interrupted)):
+        reason = str(error) or "interrupted"
+        return OperatorError(f"{reason}{where}{after}")
+    if isinstance(error, exc.DBAPIError):
+        return OperatorError(
+            f"{step or 'migration'} failed: {db.first_line(error.orig)}"
+            f"{after}")
+    return OperatorError(f"{step or 'migration'} failed: "
+                         f"{type(error).__name__}: {db.first_line(error)}"
+                         f"{after}")
+
+
+def _run(connection: Connection, report: MigrationReport,
+         plugins: list[str], settings: dict[str, str],
+         options: MigrationOptions, steps: _Steps,
+         progress: Progress) -> None:
+    with steps("pre-flight"):
+        take_lock(connection)
+        files = runner.discover(options.migrations_dir)
+        pending = [migration.name
+                   for migration in runner.pending(connection, files)]
+        state = preflight.check(connection, pending, report.database)
+        report.state = state.describe()
+        report.schema_before = upgrade.describe_version(connection)
+        report.counts_before = counts(connection)
+        report.traps = preflight.find_traps(connection, plugins)
+        demoted_before = demoted_sysadmins(connection)
+        progress(f"  {report.state}; {len(pending)} data migration(s) "
+                 f"pending; {len(report.traps)} upgrade trap(s) found")
+
+    with steps("data migrations"):
+        report.data_migrations = runner.apply_pending(
+            connection, options.migrations_dir, settings,
+            progress=lambda message: progress(f"  {message}"))
+        demoted_after = demoted_sysadmins(connection)
+        report.demoted = sorted(
+            (name, user_id) for user_id, name in demoted_after.items()
+            if user_id not in demoted_before)
+
+    if not options.skip_upgrade:
+        with steps("upgrade fixes"):
+            report.fixes = preflight.fix_traps(
+                connection, plugins, options.resolve_email_clash, progress)
+        with steps("archive"):
+            report.archive = archive.archive(
+                connection, plugins, archive_dropped=options.archive,
+                progress=progress)
+        with steps("schema upgrade"):
+            report.upgrade = upgrade.upgrade(connection, plugins, progress)
+    report.schema_after = upgrade.describe_version(connection)
+    report.counts_after = counts(connection)
+    report.next_steps = list(NEXT_STEPS)
+    if options.skip_upgrade:
+        report.next_steps.insert(
+            0, "run `datagovuk migrate` again without --skip-upgrade to "
+            "upgrade the schema")
+
+
+# The report ----------------------------------------------------------------
+
+def format_report(report: MigrationReport) -> str:
+    lines = [f"Migration of {report.database}: {report.outcome}",
+             f"  database: {report.state}",
+             f"  schema version: {report.schema_before} -> "
+             f"{report.schema_after}"]
+    if report.counts_before or report.counts_after:
+        lines.append("Counts (before -> after):")
+        for name in dict.fromkeys([*report.counts_before,
+                                   *report.counts_after]):
+            before = report.counts_before.get(name, "-")
+            after = report.counts_after.get(name, "-")
+            lines.append(f"  {name:<24} {before!s:>8} -> {after!s:>8}")
+    lines.append("Data migrations:" if report.data_migrations
+                 else "Data migrations: nothing to apply")
+    for applied in report.data_migrations:
+        lines.append(f"  {applied.name} ({applied.duration_seconds:.1f} s)")
+        lines.extend(f"    {step}" for step in applied.steps)
+    if report.demoted:
+        lines.append(f"Demoted sysadmins ({len(report.demoted)}; promote "
+                     "them again with `datagovuk promote --demoted`):")
+        lines.append("  " + ", ".join(name for name, _ in report.demoted))
+    if report.traps:
+        lines.append("Upgrade traps found before the data migrations:")
+        lines.extend(f"  {trap}" for trap in report.traps)
+    if report.fixes:
+        lines.append("Fixes applied:")
+        lines.extend(f"  {fix}" for fix in report.fixes)
+    if report.upgrade:
+        result = report.upgrade
+        if result.resources_relinked or result.orphan_resources_deleted:
+            lines.append(
+                f"  resources relinked to their datasets across CKAN 074: "
+                f"{result.resources_relinked} (revisions: "
+                f"{result.resource_revisions_relinked}); deleted as their "
+                f"dataset is gone: {result.orphan_resources_deleted} "
+                f"(revisions: {result.orphan_resource_revisions_deleted})")
+    if report.archive and report.archive.tables:
+        lines.append(f"Archived in schema {report.archive.schema}:")
+        for table in report.archive.tables:
+            lines.append(f"  {table.how} {table.name} ({table.rows} rows): "
+                         f"{table.reason}")
+    elif not report.options.skip_upgrade:
+        lines.append("Archived: nothing" + (
+            " (--no-archive: tables CKAN's upgrade drops were not copied)"
+            if not report.options.archive else ""))
+    if report.upgrade:
+        result = report.upgrade
+        lines.append(f"Schema upgrade: {len(result.revisions)} revision(s) "
+                     f"in {result.seconds:.1f} s")
+        slowest = sorted(result.revisions, key=lambda step: -step.seconds)[:5]
+        for step in slowest:
+            if step.seconds >= 0.05:
+                lines.append(f"  {step.source} {step.revision} "
+                             f"{step.doc.splitlines()[0] if step.doc else ''}"
+                             f": {step.seconds:.1f} s")
+        for plugin, (before, after) in result.plugins.items():
+            lines.append(f"  plugin {plugin}: {before or 'none'} -> {after}")
+    lines.append("Time per step:")
+    lines.extend(f"  {name}: {seconds:.1f} s" for name, seconds
+                 in report.timings)
+    if report.next_steps and report.outcome == "committed":
+        lines.append("Next steps:")
+        lines.extend(f"  - {step}" for step in report.next_steps)
+    return "\n".join(lines)
+
+
+def migrate_from_config(options: MigrationOptions,
+                        progress: Optional[Progress] = None,
+                        config=None) -> MigrationReport:
+    """:func:`migrate` with the URL, plugins and settings of CKAN's config."""
+    if config is None:
+        from ckan.common import config
+    url = config.get("sqlalchemy.url")
+    if not url:
+        raise OperatorError("the CKAN config has no sqlalchemy.url")
+    plugins = config.get("ckan.plugins") or []
+    if isinstance(plugins, str):
+        plugins = plugins.split()
+    return migrate(url, list(plugins), runner.settings_from_config(config),
+                   options, progress)

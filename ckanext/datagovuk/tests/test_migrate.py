@@ -1,0 +1,403 @@
+"""``datagovuk migrate`` end to end, through the real commands, on copies of
+the generated old site (real PostgreSQL, CKAN's real migrations, no mocks:
+``package_show``/``user_show`` run in a CKAN process of their own, which
+needs no Solr for them)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import textwrap
+
+import psycopg2
+import pytest
+
+from ckanext.datagovuk import archive, db, migrate, oldsite
+from ckanext.datagovuk.tests.conftest import (
+    TEST_INI, admin_execute, ckan_datagovuk, dump_database, one_line_error,
+    paster_datagovuk, run_command)
+
+KNOWN = oldsite.KNOWN_CASES
+MIGRATE = ["migrate", "--resolve-email-clash", "keep-oldest"]
+RESOURCE_LIST_KEYS = {"individual_resources", "additional_resources",
+                      "timeseries_resources"}
+NEW_HARVEST_TYPES = {"single-doc", "csw", "waf", "dcat_json", "ckan"}
+VALID_USER_NAME = re.compile(r"^[a-z0-9_\-]{2,100}$")
+
+
+def query(url: str, sql: str, params=None) -> list[tuple]:
+    conn = db.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def snapshot_old_site(url: str) -> dict:
+    """What the old site holds that the migration must keep or change."""
+    extras: dict[str, dict] = {}
+    for package_id, key, value in query(url, """
+            SELECT e.package_id, e.key, e.value FROM package_extra e
+            JOIN package p ON p.id = e.package_id
+            WHERE p.state = 'active' AND e.state = 'active'"""):
+        extras.setdefault(package_id, {})[key] = value
+    return {
+        "active_datasets": dict(query(
+            url, "SELECT id, name FROM package WHERE state = 'active'")),
+        "resources": set(query(url, """
+            SELECT g.package_id, r.id FROM resource r
+            JOIN resource_group g ON g.id = r.resource_group_id
+            JOIN package p ON p.id = g.package_id
+            WHERE p.state = 'active' AND r.state = 'active'
+              AND r.description IS DISTINCT FROM 'Organogram viewer'""")),
+        "extras": extras,
+        "users": dict(query(url, 'SELECT name, id FROM "user"')),
+        "dgu_rows": {table: query(url, f'SELECT count(*) FROM "{table}"')[0][0]
+                     for table in archive.DGU_TABLES},
+        "harvest_sources": dict(query(
+            url, "SELECT id, type FROM harvest_source")),
+        "revisions": query(url, "SELECT count(*) FROM revision")[0][0],
+        "related": query(url, "SELECT count(*) FROM related")[0][0],
+    }
+
+
+def expected_extras(old: dict) -> dict:
+    """001's mapping of the extras, as CKAN 2.12's package.extras JSON."""
+    new = {}
+    for key, value in old.items():
+        if key in RESOURCE_LIST_KEYS:
+            continue
+        if key == "theme-primary":
+            value = oldsite.THEME_SLUGS.get(value, value)
+        if key == "schema":
+            key = "schema-vocabulary"
+        new[key] = "" if value is None else value
+    return new
+
+
+@pytest.fixture(scope="module")
+def migrated(make_module_database, old_site_template):
+    """One old site migrated by `ckan -c test.ini datagovuk migrate`, with
+    the snapshot taken before."""
+    url = make_module_database(template=old_site_template)
+    before = snapshot_old_site(url)
+    result = ckan_datagovuk(MIGRATE, db_url=url)
+    assert result.returncode == 0, result.stderr
+    return {"url": url, "before": before, "result": result}
+
+
+@pytest.fixture(scope="module")
+def migrated_with_paster(make_module_database, old_site_template):
+    url = make_module_database(template=old_site_template)
+    result = paster_datagovuk(MIGRATE, db_url=url)
+    assert result.returncode == 0, result.stderr
+    return url
+
+
+@pytest.fixture(scope="module")
+def fresh_schema(make_module_database):
+    """``pg_dump -s -n public`` of a database made by `ckan db init` (the
+    same plugins: test.ini's)."""
+    url = make_module_database()
+    result = run_command(["ckan", "-c", TEST_INI, "db", "init"], db_url=url)
+    assert result.returncode == 0, result.stderr
+    return dump_database(url, "-s", "-n", "public")
+
+
+def db_check(url: str) -> subprocess.CompletedProcess:
+    return run_command(["ckan", "-c", TEST_INI, "db", "check"], db_url=url)
+
+
+# --- The acceptance, after `ckan ... datagovuk migrate` ----------------------
+
+def test_report_names_versions_steps_demotions_and_next_steps(migrated):
+    out = migrated["result"].stdout
+    assert ": committed" in out.splitlines()[0]
+    assert "schema version: legacy 71 -> alembic " in out
+    assert "(head)" in out
+    assert "001_bytemark_to_govuk.sql" in out
+    assert re.search(r"step \d+: ", out), out
+    assert "Demoted sysadmins" in out and "promote --demoted" in out
+    assert "search-index rebuild" in out
+    assert "ckan.storage_path" in out and "datastore" in out
+    # progress with timings goes to stderr
+    assert re.search(r"schema upgrade: done in [\d.]+ s", migrated["result"].stderr)
+
+
+@pytest.mark.parametrize("which", ["ckan", "paster"])
+def test_ckan_db_check_passes(which, migrated, migrated_with_paster):
+    url = migrated["url"] if which == "ckan" else migrated_with_paster
+    result = db_check(url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Database schema is up to date" in result.stdout
+
+
+@pytest.mark.parametrize("which", ["ckan", "paster"])
+def test_public_schema_equals_a_fresh_ckan_db_init(which, migrated,
+                                                   migrated_with_paster,
+                                                   fresh_schema):
+    url = migrated["url"] if which == "ckan" else migrated_with_paster
+    assert dump_database(url, "-s", "-n", "public") == fresh_schema
+
+
+def test_legacy_tables_are_archived_with_all_their_rows(migrated):
+    url, before = migrated["url"], migrated["before"]
+    for table, rows in before["dgu_rows"].items():
+        assert query(url, f'SELECT count(*) FROM datagovuk_legacy."{table}"'
+                     )[0][0] == rows, table
+    assert query(url, "SELECT count(*) FROM datagovuk_legacy.revision"
+                 )[0][0] == before["revisions"]
+    assert query(url, "SELECT count(*) FROM datagovuk_legacy.related"
+                 )[0][0] == before["related"] > 0
+    public = {row[0] for row in query(
+        url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert not public & set(archive.DGU_TABLES + archive.HARVEST_TABLES)
+    # no foreign key from the archive into the live schema
+    assert query(url, """
+        SELECT count(*) FROM pg_constraint c
+        JOIN pg_class s ON s.oid = c.conrelid
+        JOIN pg_namespace n ON n.oid = s.relnamespace
+        JOIN pg_class t ON t.oid = c.confrelid
+        JOIN pg_namespace tn ON tn.oid = t.relnamespace
+        WHERE c.contype = 'f' AND n.nspname <> tn.nspname""")[0][0] == 0
+
+
+def test_every_active_dataset_keeps_its_active_resources(migrated):
+    url, before = migrated["url"], migrated["before"]
+    after = dict(query(url, "SELECT id, name FROM package "
+                            "WHERE state = 'active'"))
+    assert after == before["active_datasets"]
+    attached = set(query(url, "SELECT package_id, id FROM resource "
+                              "WHERE state = 'active'"))
+    assert before["resources"] and before["resources"] <= attached
+    viewers = query(url, "SELECT count(*) FROM resource WHERE state = "
+                         "'active' AND description = 'Organogram viewer'")
+    assert viewers[0][0] == 0
+
+
+def test_extras_are_mapped_into_the_extras_json(migrated):
+    url, before = migrated["url"], migrated["before"]
+    after = {package_id: extras or {} for package_id, extras in query(
+        url, "SELECT id, extras FROM package WHERE state = 'active'")}
+    mapped = 0
+    for package_id, old in before["extras"].items():
+        assert after[package_id] == expected_extras(old), package_id
+        mapped += "theme-primary" in old
+    assert mapped > 0
+
+
+def test_no_tag_is_left(migrated):
+    assert query(migrated["url"], "SELECT (SELECT count(*) FROM tag) + "
+                 "(SELECT count(*) FROM package_tag)")[0][0] == 0
+
+
+def test_users_publishers_kept_others_gone_names_valid(migrated):
+    url, before = migrated["url"], migrated["before"]
+    ids = set(row[0] for row in query(url, 'SELECT id FROM "user"'))
+    gone = [KNOWN.non_publishing_user_d, *KNOWN.non_publishing_with_history]
+    for name in gone:
+        assert before["users"][name] not in ids, name
+    for name in (KNOWN.publishing_admin, KNOWN.publishing_editor,
+                 *KNOWN.same_fullname_users):
+        assert before["users"][name] in ids, name
+    names = [row[0] for row in query(url, 'SELECT name FROM "user"')]
+    assert len(names) == len(set(names))
+    # the site user is named by ckan.site_id, which CKAN never validates
+    assert all(VALID_USER_NAME.match(name) for name in names
+               if name != KNOWN.site_user), names
+    assert not any(name.startswith("user_d") for name in names
+                   if name in KNOWN.invalid_fullnames)
+
+
+def test_only_the_site_user_is_still_a_sysadmin(migrated):
+    sysadmins = {row[0] for row in query(
+        migrated["url"], 'SELECT name FROM "user" WHERE sysadmin')}
+    assert sysadmins == {KNOWN.site_user}
+    demoted = {row[0] for row in query(
+        migrated["url"], "SELECT user_id FROM datagovuk.demoted_sysadmins")}
+    users = migrated["before"]["users"]
+    assert {users[name] for name in KNOWN.sysadmins
+            if name != KNOWN.site_user} <= demoted
+
+
+def test_harvest_sources_renamed_and_the_duplicate_gone(migrated):
+    url, before = migrated["url"], migrated["before"]
+    sources = dict(query(url, "SELECT id, type FROM "
+                              "datagovuk_legacy.harvest_source"))
+    assert KNOWN.duplicate_harvest_source_id in before["harvest_sources"]
+    assert set(sources) == set(before["harvest_sources"]) - {
+        KNOWN.duplicate_harvest_source_id}
+    assert set(sources.values()) <= NEW_HARVEST_TYPES
+    dkan = query(url, "SELECT url FROM datagovuk_legacy.harvest_source "
+                      "WHERE url LIKE %s", (KNOWN.dkan_source_url + "%",))
+    assert dkan and all(row[0].endswith("/data.json") for row in dkan)
+
+
+SHOW_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from ckan.cli import load_config
+    from ckan.config.middleware import make_app
+    import ckan.plugins.toolkit as toolkit
+    app = make_app(load_config(sys.argv[1]))
+    with app._wsgi_app.test_request_context():
+        dataset = toolkit.get_action("package_show")(
+            {"ignore_auth": True}, {"id": sys.argv[2]})
+        user = toolkit.get_action("user_show")(
+            {"ignore_auth": True}, {"id": sys.argv[3]})
+    print(json.dumps({"dataset": dataset, "user": user}, default=str))
+""")
+
+
+def test_package_show_and_user_show_return_migrated_records(migrated):
+    url = migrated["url"]
+    name, package_id = query(url, """
+        SELECT p.name, p.id FROM package p WHERE p.state = 'active'
+          AND p.extras ? 'schema-vocabulary' ORDER BY p.name LIMIT 1""")[0]
+    user_id = migrated["before"]["users"][KNOWN.publishing_admin]
+    result = run_command(["python", "-c", SHOW_SCRIPT, TEST_INI, name,
+                          user_id], db_url=url)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout.splitlines()[-1])
+    dataset = shown["dataset"]
+    assert dataset["id"] == package_id and dataset["tags"] == []
+    extras = {extra["key"]: extra["value"] for extra in dataset["extras"]}
+    assert "schema-vocabulary" in extras and "schema" not in extras
+    expected = {rid for pid, rid in migrated["before"]["resources"]
+                if pid == package_id}
+    assert {resource["id"] for resource in dataset["resources"]} == expected
+    assert shown["user"]["id"] == user_id
+    assert VALID_USER_NAME.match(shown["user"]["name"])
+
+
+def test_running_migrate_again_changes_nothing(migrated):
+    url = migrated["url"]
+    before = dump_database(url)
+    result = ckan_datagovuk(["migrate"], db_url=url)
+    assert result.returncode == 0, result.stderr
+    assert "Data migrations: nothing to apply" in result.stdout
+    assert dump_database(url) == before
+
+
+# --- Failures leave everything as it was --------------------------------------
+
+def assert_untouched(url: str, before: str, result) -> str:
+    message = one_line_error(result)
+    assert dump_database(url) == before
+    return message
+
+
+def test_a_broken_data_migration_changes_nothing(old_site, tmp_path):
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    shipped = os.path.join(os.path.dirname(migrate.__file__), "migrations",
+                           "001_bytemark_to_govuk.sql")
+    (migrations / "001_bytemark_to_govuk.sql").write_bytes(
+        open(shipped, "rb").read())
+    (migrations / "002_broken.sql").write_text(
+        "UPDATE package SET title = 'changed';\n"
+        "SELECT no_such_column FROM package;\n")
+    before = dump_database(old_site)
+    result = ckan_datagovuk(MIGRATE + ["--migrations-dir", str(migrations)],
+                            db_url=old_site)
+    message = assert_untouched(old_site, before, result)
+    assert "002_broken.sql" in message and "no_such_column" in message
+    assert "rolled back" in message
+
+
+def test_a_failing_upgrade_changes_nothing_ledger_included(old_site):
+    # A fork's schema that lacks a constraint revision 093 drops: the
+    # upgrade fails after 001 and the archive have run.
+    conn = db.connect(old_site)
+    with conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE package DROP CONSTRAINT "
+                    "package_revision_id_fkey")
+    conn.close()
+    before = dump_database(old_site)
+    result = ckan_datagovuk(MIGRATE, db_url=old_site)
+    message = assert_untouched(old_site, before, result)
+    assert "schema upgrade failed" in message
+    assert "package_revision_id_fkey" in message
+    assert not query(old_site, "SELECT to_regclass("
+                     "'datagovuk.applied_migrations')")[0][0]
+
+
+def test_dry_run_changes_nothing_and_prints_the_report(old_site):
+    before = dump_database(old_site)
+    result = ckan_datagovuk(MIGRATE + ["--dry-run"], db_url=old_site)
+    assert result.returncode == 0, result.stderr
+    assert "dry run: rolled back, nothing changed" in result.stdout
+    assert "-> alembic " in result.stdout and "Counts" in result.stdout
+    assert dump_database(old_site) == before
+
+
+def test_clashing_emails_stop_before_anything_changes(old_site):
+    users = dict(query(old_site, 'SELECT name, id FROM "user"'))
+    before = dump_database(old_site)
+    result = ckan_datagovuk(["migrate"], db_url=old_site)
+    message = assert_untouched(old_site, before, result)
+    for name in KNOWN.email_case_clash_kept_pair:
+        assert users[name] in message
+    # the other pair is resolved by 001 deleting its non-publishing user
+    assert users[KNOWN.email_case_clash_deleted_vs_kept[1]] not in message
+    assert "--resolve-email-clash keep-oldest" in message
+
+
+def test_skip_upgrade_commits_the_data_migrations_only(old_site):
+    result = ckan_datagovuk(["migrate", "--skip-upgrade", "--json"],
+                            db_url=old_site)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["schema_after"] == "legacy 71"
+    assert [m["name"] for m in report["data_migrations"]] == [
+        "001_bytemark_to_govuk.sql"]
+    assert query(old_site, "SELECT count(*) FROM tag")[0][0] == 0
+    assert query(old_site, "SELECT filename FROM datagovuk.applied_migrations"
+                 ) == [("001_bytemark_to_govuk.sql",)]
+
+
+def test_a_second_migrate_refuses_while_one_runs(old_site):
+    holder = db.connect(old_site)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)",
+                        (migrate.LOCK_KEY,))
+        before = dump_database(old_site)
+        result = ckan_datagovuk(MIGRATE, db_url=old_site)
+        message = assert_untouched(old_site, before, result)
+        assert "another `datagovuk migrate` is running" in message
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_an_empty_database_is_refused(make_database):
+    url = make_database()
+    assert "is empty" in one_line_error(ckan_datagovuk(["migrate"],
+                                                       db_url=url))
+
+
+def test_a_database_that_is_not_ckan_is_refused(make_database):
+    url = make_database()
+    conn = db.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE invoices (id int PRIMARY KEY)")
+    conn.close()
+    message = one_line_error(ckan_datagovuk(["migrate"], db_url=url))
+    assert "not a CKAN database" in message and "invoices" in message
+
+
+def test_paster_without_config_is_one_line():
+    result = run_command(["paster", "datagovuk", "migrate"], cwd="/",
+                         env={"CKAN_INI": ""})
+    assert "no CKAN config" in one_line_error(result)
+
+
+def test_paster_with_an_unreachable_database_is_one_line():
+    result = paster_datagovuk(
+        ["migrate"], db_url="postgresql://ckan_default:secret@127.0.0.1:1/x")
+    message = one_line_error(result)
+    assert "cannot connect to the database" in message
+    assert "secret" not in message

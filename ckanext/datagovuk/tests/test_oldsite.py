@@ -1,0 +1,580 @@
+"""The old-site generator: schema as CKAN's migrations build it, and every
+case the 001 data migration treats, on the real private PostgreSQL."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import uuid
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.pool import NullPool
+
+from ckanext.datagovuk import alembic_runner, db, oldsite
+from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.oldsite import KNOWN_CASES as KNOWN
+from ckanext.datagovuk.tests.conftest import (
+    OLD_SITE_DATASETS, ROOT, admin_execute, drop_database, run_command)
+
+
+# --- helpers -----------------------------------------------------------------
+
+def query(url: str, statement: str, params=None) -> list[tuple]:
+    connection = db.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+    finally:
+        connection.close()
+
+
+def scalar(url: str, statement: str, params=None):
+    rows = query(url, statement, params)
+    return rows[0][0] if rows else None
+
+
+def table_names(url: str) -> set[str]:
+    return {row[0] for row in query(
+        url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+@pytest.fixture(scope="module")
+def site(pg_admin_url, ckan_db_url, old_site_template):
+    """One copy of the old site shared by the read-only tests of this
+    module."""
+    name = f"t_oldsite_{uuid.uuid4().hex[:8]}"
+    owner = db.parse(ckan_db_url).username
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
+                                f'TEMPLATE "{old_site_template}"')
+    yield db.with_database(ckan_db_url, name).render_as_string(
+        hide_password=False)
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def empty_schema_template(pg_admin_url, ckan_db_url):
+    """A template holding only the old schema (no rows), so that tests that
+    populate sites of their own pay for CKAN's migrations once."""
+    name = f"t_oldschema_{uuid.uuid4().hex[:8]}"
+    owner = db.parse(ckan_db_url).username
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}"')
+    oldsite.build_schema(db.with_database(ckan_db_url, name))
+    yield name
+    drop_database(pg_admin_url, name)
+
+
+def strip_dump(text: str) -> str:
+    """``pg_dump -s`` output without comments, blank lines and pg_dump
+    15.18's per-run random ``\\restrict`` keys."""
+    lines = [line for line in text.splitlines()
+             if line.strip() and not line.startswith("--")
+             and not line.startswith("\\restrict")
+             and not line.startswith("\\unrestrict")]
+    return "\n".join(lines)
+
+
+def schema_dump(url: str) -> str:
+    result = subprocess.run(["pg_dump", "-s", "-O", "-x"],
+                            env=db.libpq_env(url), capture_output=True,
+                            text=True, check=True)
+    return strip_dump(result.stdout)
+
+
+# --- schema ------------------------------------------------------------------
+
+def test_migrate_version_is_71_and_no_alembic_version(site):
+    assert query(site, "SELECT repository_id, version FROM migrate_version") \
+        == [("Ckan Migrations", 71)]
+    assert "alembic_version" not in table_names(site)
+    column_types = query(site, """
+        SELECT column_name, data_type, character_maximum_length
+        FROM information_schema.columns WHERE table_name = 'migrate_version'
+        ORDER BY ordinal_position""")
+    assert column_types == [("repository_id", "character varying", 250),
+                            ("repository_path", "text", None),
+                            ("version", "integer", None)]
+
+
+def test_schema_equals_ckan_upgrade_to_071_apart_from_dgu_additions(
+        old_site, make_database):
+    reference = make_database()
+    result = run_command(["ckan", "-c", "test.ini", "db", "upgrade", "-v",
+                          "c16f081ef73a"], db_url=reference, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+    added = set(oldsite.DGU_TABLES) | set(oldsite.HARVEST_TABLES) \
+        | {"migrate_version"}
+    assert table_names(old_site) - table_names(reference) == added
+    assert table_names(reference) - table_names(old_site) \
+        == {"alembic_version"}
+    indexes = set(query(old_site, """
+        SELECT indexname, tablename FROM pg_indexes
+        WHERE indexname LIKE 'idx_%_continuity_id'"""))
+    assert indexes == set(oldsite.CONTINUITY_INDEXES.items())
+
+    # Take the additions away again: what is left must be CKAN's own.
+    statements = [f'DROP TABLE "{table}" CASCADE' for table in added]
+    statements += [f"DROP INDEX {index}"
+                   for index in oldsite.CONTINUITY_INDEXES]
+    connection = db.connect(old_site)
+    with connection, connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    connection.close()
+    connection = db.connect(reference)
+    with connection, connection.cursor() as cursor:
+        cursor.execute("DROP TABLE alembic_version")
+    connection.close()
+    assert schema_dump(old_site) == schema_dump(reference)
+
+
+def test_harvest_tables_are_optional(old_site_template_no_harvest,
+                                     make_database):
+    url = make_database(template=old_site_template_no_harvest)
+    tables = table_names(url)
+    assert not tables & set(oldsite.HARVEST_TABLES)
+    assert set(oldsite.DGU_TABLES) <= tables
+    assert scalar(url, "SELECT count(*) FROM package") == OLD_SITE_DATASETS
+    assert scalar(url, "SELECT count(*) FROM package_extra WHERE key = "
+                       "'harvest_object_id'") == 0
+
+
+def test_continuity_indexes_make_ckan_migration_079_fail(old_site):
+    """The reason they are there: CKAN's own 079 cannot run over them."""
+    engine = create_engine(old_site, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            with pytest.raises(ProgrammingError,
+                               match="idx_resource_continuity_id.*already exists"):
+                with connection.begin():
+                    alembic_runner.upgrade(
+                        connection, "e0177a15d2c9",
+                        legacy=alembic_runner.CKAN_22_LEGACY_VERSION)
+    finally:
+        engine.dispose()
+    assert scalar(old_site, "SELECT version FROM migrate_version") == 71
+
+
+# --- the cases 001 treats ------------------------------------------------------
+
+def test_every_theme_title_and_an_unmapped_one(site):
+    titles = {row[0] for row in query(site, """
+        SELECT DISTINCT value FROM package_extra
+        WHERE key = 'theme-primary' AND state = 'active'""")}
+    assert set(oldsite.THEME_SLUGS) <= titles
+    assert len(oldsite.THEME_SLUGS) == 12
+    assert KNOWN.unmapped_theme in titles
+    assert KNOWN.unmapped_theme not in oldsite.THEME_SLUGS
+
+
+def test_schema_key(site):
+    rows = query(site, """
+        SELECT p.name, e.value FROM package_extra e
+        JOIN package p ON p.id = e.package_id WHERE e.key = 'schema'""")
+    names = {name for name, _ in rows}
+    assert {KNOWN.schema_dataset, KNOWN.organogram_central_dataset,
+            KNOWN.organogram_local_dataset} <= names
+    assert all(isinstance(json.loads(value), list) for _, value in rows)
+
+
+@pytest.mark.parametrize("dataset,schema", [
+    (KNOWN.organogram_central_dataset, oldsite.ORGANOGRAM_SCHEMA_CENTRAL),
+    (KNOWN.organogram_local_dataset, oldsite.ORGANOGRAM_SCHEMA_LOCAL)])
+def test_organogram_datasets(site, dataset, schema):
+    extras = dict(query(site, """
+        SELECT e.key, e.value FROM package_extra e
+        JOIN package p ON p.id = e.package_id WHERE p.name = %s""",
+                        (dataset,)))
+    assert extras["import_source"] == "organograms_v2"
+    assert extras["schema"] == f'["{schema}"]'
+    resources = query(site, """
+        SELECT r.url, r.format, r.description, r.state FROM resource r
+        JOIN resource_group g ON g.id = r.resource_group_id
+        JOIN package p ON p.id = g.package_id WHERE p.name = %s""",
+                      (dataset,))
+    active_csv = [url for url, fmt, _, state in resources
+                  if fmt == "CSV" and state == "active"]
+    assert len(active_csv) == 2
+    assert all(url.startswith(
+        "https://data.gov.uk/sites/default/files/organogram/")
+        for url in active_csv)
+    assert any(fmt == "CSV" and state == "deleted"
+               for _, fmt, _, state in resources)
+    assert [description for _, _, description, state in resources
+            if description == "Organogram viewer" and state == "active"]
+
+
+def test_site_file_that_is_not_an_organogram(site):
+    assert scalar(site, """
+        SELECT p.name FROM resource r
+        JOIN resource_group g ON g.id = r.resource_group_id
+        JOIN package p ON p.id = g.package_id WHERE r.url = %s""",
+                  (KNOWN.non_organogram_file_url,)) == KNOWN.schema_dataset
+
+
+def test_resource_list_extras(site):
+    keys = {row[0] for row in query(site, """
+        SELECT e.key FROM package_extra e JOIN package p
+        ON p.id = e.package_id WHERE p.name = %s""",
+                                        (KNOWN.resource_lists_dataset,))}
+    assert {"individual_resources", "additional_resources",
+            "timeseries_resources"} <= keys
+
+
+def test_null_extra_values(site):
+    assert query(site, """
+        SELECT e.key FROM package_extra e JOIN package p
+        ON p.id = e.package_id WHERE p.name = %s AND e.value IS NULL""",
+                 (KNOWN.null_extra_dataset,)) == [(KNOWN.null_extra_key,)]
+    assert query(site, """
+        SELECT e.key FROM group_extra e JOIN "group" g
+        ON g.id = e.group_id WHERE g.name = %s AND e.value IS NULL""",
+                 (KNOWN.null_extra_publisher,)) \
+        == [(KNOWN.null_extra_publisher_key,)]
+
+
+def test_user_d_fullnames(site):
+    fullnames = dict(query(site, """
+        SELECT name, fullname FROM "user" WHERE name LIKE 'user\\_d%%'"""))
+    first, second = KNOWN.same_fullname_users
+    assert fullnames[first] == fullnames[second] == KNOWN.same_fullname
+    for name, fullname in KNOWN.invalid_fullnames.items():
+        assert fullnames[name] == fullname
+    ckan_name = re.compile(r"^[a-z0-9_\-]{2,100}$")
+    invalid = [f for f in KNOWN.invalid_fullnames.values()
+               if f is None or not ckan_name.match(f)]
+    assert len(invalid) == len(KNOWN.invalid_fullnames)
+    assert "" in invalid and None in invalid and "J" in invalid
+    assert any(f and len(f) > 100 for f in invalid)
+    assert sum(1 for name in fullnames if re.match(r"^user_d\d+$", name)) \
+        > len(KNOWN.invalid_fullnames)
+
+
+def memberships(url: str, user: str) -> set[tuple[str, str]]:
+    return set(query(url, """
+        SELECT m.capacity, m.state FROM member m JOIN "user" u
+        ON u.id = m.table_id WHERE m.table_name = 'user' AND u.name = %s""",
+                     (user,)))
+
+
+def test_publishing_users(site):
+    assert memberships(site, KNOWN.publishing_admin) == {("admin", "active")}
+    assert memberships(site, KNOWN.publishing_editor) == {("editor", "active")}
+    assert memberships(site, KNOWN.deleted_membership_only) \
+        == {("editor", "deleted")}
+    assert memberships(site, KNOWN.active_and_deleted_memberships) \
+        == {("admin", "active"), ("admin", "deleted")}
+    counts = dict(query(site, """
+        SELECT capacity || '/' || state, count(*) FROM member
+        WHERE table_name = 'user' GROUP BY 1"""))
+    assert counts["admin/active"] > 1 and counts["editor/active"] > 1
+
+
+def test_non_publishing_users_have_history(site):
+    for name in KNOWN.non_publishing_with_history + (
+            KNOWN.non_publishing_user_d,):
+        assert memberships(site, name) == set()
+    for name in KNOWN.non_publishing_with_history:
+        user_id = scalar(site, 'SELECT id FROM "user" WHERE name = %s',
+                         (name,))
+        for statement in (
+                "SELECT count(*) FROM rating WHERE user_id = %(u)s",
+                "SELECT count(*) FROM dashboard WHERE user_id = %(u)s",
+                "SELECT count(*) FROM user_following_dataset "
+                "WHERE follower_id = %(u)s",
+                "SELECT count(*) FROM user_following_group "
+                "WHERE follower_id = %(u)s",
+                "SELECT count(*) FROM user_object_role o JOIN package_role p "
+                "ON p.user_object_role_id = o.id WHERE o.user_id = %(u)s",
+                "SELECT count(*) FROM user_object_role o JOIN group_role g "
+                "ON g.user_object_role_id = o.id WHERE o.user_id = %(u)s"):
+            assert scalar(site, statement, {"u": user_id}) >= 1, statement
+    historic = KNOWN.non_publishing_with_history[0]
+    # followed by someone who stays, and in an old authorization group
+    assert scalar(site, """
+        SELECT count(*) FROM user_following_user f JOIN "user" u
+        ON u.id = f.object_id WHERE u.name = %s""", (historic,)) >= 1
+    assert scalar(site, """
+        SELECT count(*) FROM authorization_group_user a JOIN "user" u
+        ON u.id = a.user_id WHERE u.name = %s""", (historic,)) == 1
+    assert scalar(site, "SELECT count(*) FROM user_following_user") > 1
+
+
+def test_sysadmins_pseudo_users_and_site_user(site):
+    sysadmins = {row[0] for row in query(
+        site, 'SELECT name FROM "user" WHERE sysadmin')}
+    assert sysadmins == set(KNOWN.sysadmins)
+    for name in KNOWN.sysadmins_with_membership:
+        assert ("admin", "active") in memberships(site, name)
+    for name in KNOWN.sysadmins_without_membership:
+        assert memberships(site, name) == set()
+    assert KNOWN.site_user in KNOWN.sysadmins_without_membership
+    pseudo = {row[0] for row in query(site, """
+        SELECT u.name FROM "user" u JOIN user_object_role o
+        ON o.user_id = u.id JOIN system_role s
+        ON s.user_object_role_id = o.id""")}
+    assert pseudo == set(KNOWN.pseudo_users)
+
+
+def test_emails_that_differ_only_in_case(site):
+    def users(names):
+        return query(site, """
+            SELECT u.name, u.email, u.state, EXISTS (
+                SELECT 1 FROM member m WHERE m.table_name = 'user'
+                AND m.table_id = u.id AND m.state = 'active'
+                AND m.capacity IN ('admin', 'editor'))
+            FROM "user" u WHERE u.name = ANY(%s) ORDER BY u.name""",
+                     (list(names),))
+
+    (_, deleted_email, _, deleted_publishes), (_, kept_email, _, kept_publishes) \
+        = users(KNOWN.email_case_clash_deleted_vs_kept)
+    assert deleted_email != kept_email
+    assert deleted_email.lower() == kept_email.lower()
+    assert not deleted_publishes and kept_publishes
+    pair = users(KNOWN.email_case_clash_kept_pair)
+    assert pair[0][1] != pair[1][1]
+    assert pair[0][1].lower() == pair[1][1].lower()
+    assert all(state == "active" and publishes
+               for _, _, state, publishes in pair)
+    # the generic users never clash: only the planned pairs do
+    assert scalar(site, """
+        SELECT count(*) FROM (SELECT lower(email) FROM "user"
+        WHERE email IS NOT NULL GROUP BY 1 HAVING count(*) > 1) c""") == 2
+
+
+def test_resource_group_whose_dataset_is_gone(site):
+    assert query(site, "SELECT id FROM resource_group "
+                       "WHERE package_id IS NULL") \
+        == [(KNOWN.orphan_resource_group_id,)]
+    assert scalar(site, "SELECT count(*) FROM resource WHERE "
+                        "resource_group_id = %s",
+                  (KNOWN.orphan_resource_group_id,)) == 2
+    assert scalar(site, "SELECT count(*) FROM resource_revision WHERE "
+                        "resource_group_id = %s",
+                  (KNOWN.orphan_resource_group_id,)) == 2
+
+
+def test_harvest_sources_of_every_old_type(site):
+    types = {row[0] for row in query(site,
+                                     "SELECT DISTINCT type FROM harvest_source")}
+    assert types == set(oldsite.OLD_HARVEST_TYPES)
+    assert scalar(site, "SELECT count(*) FROM harvest_source WHERE type = "
+                        "'dkan' AND url = %s", (KNOWN.dkan_source_url,)) == 1
+    for kind, dataset in KNOWN.harvested_datasets.items():
+        assert scalar(site, """
+            SELECT s.type FROM harvest_object o
+            JOIN harvest_source s ON s.id = o.harvest_source_id
+            JOIN package p ON p.id = o.package_id
+            WHERE p.name = %s AND o.current""", (dataset,)) == kind
+    assert scalar(site, "SELECT count(*) FROM harvest_coupled_resource") >= 1
+
+
+def test_duplicated_harvest_source_has_everything(site):
+    source = KNOWN.duplicate_harvest_source_id
+    assert scalar(site, "SELECT count(*) FROM harvest_source WHERE id = %s",
+                  (source,)) == 1
+    # it duplicates another source's URL
+    assert scalar(site, """
+        SELECT count(*) FROM harvest_source WHERE url =
+        (SELECT url FROM harvest_source WHERE id = %s)""", (source,)) == 2
+    for statement in (
+            "SELECT count(*) FROM harvest_job WHERE source_id = %(s)s",
+            "SELECT count(*) FROM harvest_gather_error e JOIN harvest_job j "
+            "ON j.id = e.harvest_job_id WHERE j.source_id = %(s)s",
+            "SELECT count(*) FROM harvest_object WHERE "
+            "harvest_source_id = %(s)s",
+            "SELECT count(*) FROM harvest_object_extra x JOIN harvest_object o "
+            "ON o.id = x.harvest_object_id WHERE o.harvest_source_id = %(s)s",
+            "SELECT count(*) FROM harvest_object_error x JOIN harvest_object o "
+            "ON o.id = x.harvest_object_id WHERE o.harvest_source_id = %(s)s"):
+        assert scalar(site, statement, {"s": source}) >= 1, statement
+
+
+def test_deleted_datasets_and_resources(site):
+    assert scalar(site, "SELECT state FROM package WHERE name = %s",
+                  (KNOWN.deleted_dataset,)) == "deleted"
+    assert scalar(site, """
+        SELECT count(*) FROM resource r JOIN resource_group g
+        ON g.id = r.resource_group_id JOIN package p ON p.id = g.package_id
+        WHERE p.name = %s AND r.state = 'deleted'""",
+                  (KNOWN.deleted_resource_dataset,)) == 1
+    # the deleted dataset's history: active first, deleted now
+    assert query(site, """
+        SELECT r.state, r.current FROM package_revision r
+        JOIN package p ON p.id = r.continuity_id WHERE p.name = %s
+        ORDER BY r.revision_timestamp""", (KNOWN.deleted_dataset,))[-1] \
+        == ("deleted", True)
+
+
+def test_publishers_and_their_hierarchy(site):
+    kinds = query(site, """SELECT DISTINCT type, is_organization
+                           FROM "group" """)
+    assert kinds == [("organization", True)]
+    keys = {row[0] for row in query(site, "SELECT DISTINCT key FROM group_extra")}
+    assert {"contact-name", "contact-email", "contact-phone", "foi-name",
+            "foi-email", "foi-phone", "foi-web", "category",
+            "abbreviation", "closed"} <= keys
+    parents = scalar(site, """
+        SELECT count(*) FROM member m JOIN "group" child ON child.id = m.group_id
+        JOIN "group" parent ON parent.id = m.table_id
+        WHERE m.table_name = 'group' AND m.capacity = 'parent'""")
+    assert parents >= 1
+    assert scalar(site, """
+        SELECT count(*) FROM member m JOIN package p ON p.id = m.table_id
+        WHERE m.table_name = 'package' AND m.capacity = 'organization'
+        AND m.group_id = p.owner_org""") == OLD_SITE_DATASETS
+
+
+VERSIONED = ("package", "package_extra", "package_tag", "resource",
+             "resource_group", "member", "group", "group_extra",
+             "package_relationship")
+
+
+@pytest.mark.parametrize("table", VERSIONED)
+def test_every_row_has_its_current_revision(site, table):
+    assert scalar(site, f'SELECT count(*) FROM "{table}"') > 0
+    missing = scalar(site, f"""
+        SELECT count(*) FROM "{table}" b WHERE NOT EXISTS (
+            SELECT 1 FROM {table}_revision r WHERE r.continuity_id = b.id
+            AND r.id = b.id AND r.revision_id = b.revision_id AND r.current
+            AND r.state IS NOT DISTINCT FROM b.state)""")
+    assert missing == 0
+    assert scalar(site, f"""
+        SELECT count(*) FROM {table}_revision WHERE current
+        GROUP BY continuity_id HAVING count(*) > 1""") is None
+
+
+def test_foreign_keys_all_hold_and_the_orphan_is_the_only_gap(site):
+    constraints = query(site, """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE contype = 'f'
+        AND connamespace = 'public'::regnamespace""")
+    assert len(constraints) > 80
+    for table, name, definition in constraints:
+        match = re.match(r"FOREIGN KEY \((\w+)\) REFERENCES ([\w.\"]+)\((\w+)\)",
+                         definition)
+        column, parent, parent_column = match.groups()
+        broken = scalar(site, f"""
+            SELECT count(*) FROM {table} c WHERE c.{column} IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM {parent} p
+                            WHERE p.{parent_column} = c.{column})""")
+        assert broken == 0, name
+    # the FK to package forbids a dangling id: the orphan's is NULL
+    assert scalar(site, "SELECT count(*) FROM resource_group_revision "
+                        "WHERE package_id IS NULL") >= 1
+
+
+def test_old_authorization_and_dgu_tables_have_rows(site):
+    for table in ("user_object_role", "package_role", "group_role",
+                  "system_role", "authorization_group",
+                  "authorization_group_role", "rating", "dashboard",
+                  "activity", "activity_detail", "revision", "data_cache",
+                  "publisher_request", "schema", "codelist", "commitment",
+                  "related", "task_status", "system_info"):
+        assert scalar(site, f'SELECT count(*) FROM "{table}"') >= 1, table
+    assert scalar(site, "SELECT id FROM schema WHERE id = %s",
+                  (oldsite.ORGANOGRAM_SCHEMA_CENTRAL,))
+
+
+# --- scale, determinism, API and CLI -------------------------------------------
+
+def populated(make_database, template, datasets, seed=1):
+    url = make_database(template=template)
+    counts = oldsite.populate(url, datasets=datasets, seed=seed)
+    return url, counts
+
+
+def test_same_seed_same_content_other_seed_other_content(
+        make_database, empty_schema_template):
+    first, first_counts = populated(make_database, empty_schema_template, 50, 7)
+    second, second_counts = populated(make_database, empty_schema_template, 50, 7)
+    other, _ = populated(make_database, empty_schema_template, 50, 8)
+    assert first_counts == second_counts
+    assert oldsite.content_checksum(first) == oldsite.content_checksum(second)
+    assert oldsite.content_checksum(first) != oldsite.content_checksum(other)
+
+
+def test_counts_scale_with_datasets(make_database, empty_schema_template):
+    small = populated(make_database, empty_schema_template, 200)[1]
+    large = populated(make_database, empty_schema_template, 600)[1]
+    for counts, datasets in ((small, 200), (large, 600)):
+        assert counts["package"] == datasets
+        assert 2.5 <= counts["resource"] / datasets <= 4
+        assert 8 <= counts["package_extra"] / datasets <= 16
+        assert 2 <= counts["package_tag"] / datasets <= 4
+        assert 1.8 <= counts["activity"] / datasets <= 2.5
+        assert abs(counts["group"] - datasets / 15) <= 1
+        assert abs(counts["user"] - datasets / 5) <= 2
+        # history is larger than the base tables
+        assert counts["package_revision"] > counts["package"]
+        assert counts["revision"] > 2 * datasets
+    for table in ("resource", "package_extra", "member", "activity",
+                  "harvest_object", "revision"):
+        assert 2.5 <= large[table] / small[table] <= 3.3, table
+
+
+def test_populate_refuses_too_few_datasets(make_database, empty_schema_template):
+    url = make_database(template=empty_schema_template)
+    with pytest.raises(OperatorError, match="at least"):
+        oldsite.populate(url, datasets=5)
+    assert scalar(url, "SELECT count(*) FROM package") == 0
+
+
+def test_build_schema_twice_fails_and_changes_nothing(make_database,
+                                                      empty_schema_template):
+    url = make_database(template=empty_schema_template)
+    before = schema_dump(url)
+    with pytest.raises(OperatorError, match="cannot build the old schema"):
+        oldsite.build_schema(url)
+    assert schema_dump(url) == before
+
+
+def test_command_line_builds_a_site_and_a_dump(make_database, tmp_path):
+    url = make_database()
+    dump = tmp_path / "site.dump"
+    result = subprocess.run(
+        [sys.executable, "-m", "ckanext.datagovuk.oldsite", "--datasets", "20",
+         "--seed", "3", "--no-harvest", "--dump", str(dump), url],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "20 datasets" in result.stdout
+    assert "pass" not in result.stdout + result.stderr  # password masked
+    assert "datasets" in result.stderr and "rows" in result.stderr
+    assert scalar(url, "SELECT count(*) FROM package") == 20
+    assert "harvest_source" not in table_names(url)
+    listing = subprocess.run(["pg_restore", "-l", str(dump)],
+                             capture_output=True, text=True, check=True).stdout
+    assert "TABLE DATA public package " in listing
+    assert "TABLE DATA public migrate_version " in listing
+
+
+def test_command_line_error_is_one_line(make_database):
+    url = make_database()
+    result = subprocess.run(
+        [sys.executable, "-m", "ckanext.datagovuk.oldsite", "--datasets", "3",
+         url], capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert table_names(url) == set()
+
+
+def test_old_site_dump_restores(old_site_dump, make_database):
+    url = make_database()
+    result = subprocess.run(
+        ["pg_restore", "--no-owner", "--no-acl", "--single-transaction",
+         "-d", db.parse(url).database, old_site_dump],
+        env=db.libpq_env(url), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert scalar(url, "SELECT version FROM migrate_version") == 71
+    assert scalar(url, "SELECT count(*) FROM package") == OLD_SITE_DATASETS
+
+
+def test_write_dump_error_is_an_operator_error(make_database, tmp_path):
+    url = db.with_database(make_database(), "no_such_database_here")
+    with pytest.raises(OperatorError, match="pg_dump"):
+        oldsite.write_dump(url, str(tmp_path / "x.dump"))

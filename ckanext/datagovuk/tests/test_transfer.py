@@ -1,0 +1,576 @@
+"""``datagovuk import``: a real sshd on loopback (``localssh``) plays the old
+site's host, the private PostgreSQL plays both servers (the remote pg_dump
+reaches it through a libpq connection string, with trust authentication).
+Nothing is mocked.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from ckanext.datagovuk import db, localssh, transfer
+from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,
+                                              admin_execute, ckan_datagovuk,
+                                              drop_database, one_line_error,
+                                              paster_datagovuk)
+
+# A stand-in for the remote pg_dump: the real one, but after the first
+# BURST bytes (past the table of contents, so pg_restore is already loading)
+# it trickles, so a test can cut the connection or signal the import
+# mid-stream deterministically.  It touches MARKER when the burst is out.
+THROTTLED_PG_DUMP = """#!{python}
+import os, subprocess, sys, time
+if sys.argv[1:] == ["--version"]:
+    os.execvp("pg_dump", ["pg_dump", "--version"])
+dump = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
+out = sys.stdout.buffer
+out.write(dump.stdout.read({burst}))
+out.flush()
+open({marker!r}, "w").close()
+while True:
+    chunk = dump.stdout.read(1024)
+    if not chunk:
+        break
+    out.write(chunk)
+    out.flush()
+    time.sleep(0.2)
+"""
+BURST = 320 << 10
+
+
+# --------------------------------------------------------------------------
+# Fixtures and helpers
+
+@pytest.fixture(scope="module")
+def ssh_server():
+    server = localssh.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def source(pg_admin_url, ckan_db_url, old_site_template):
+    """A copy of the generated old site that the "remote" pg_dump reads:
+    (URL, libpq connection string for --remote-db, fingerprint)."""
+    name = f"transfer_source_{uuid.uuid4().hex[:8]}"
+    owner = db.parse(ckan_db_url).username
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
+                                f'TEMPLATE "{old_site_template}"')
+    url = db.with_database(ckan_db_url, name)
+    connection_string = (f"host=127.0.0.1 port={url.port} dbname={name} "
+                         f"user={owner}")
+    yield url, connection_string, fingerprint(url)
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def missing_url(ckan_db_url, pg_admin_url):
+    """URL of a database that does not exist (dropped after the test if an
+    import created it)."""
+    name = f"t_new_{uuid.uuid4().hex[:10]}"
+    yield db.with_database(ckan_db_url, name).render_as_string(
+        hide_password=False)
+    drop_database(pg_admin_url, name)
+    for leftover in leftovers(pg_admin_url, name):
+        drop_database(pg_admin_url, leftover)
+
+
+@pytest.fixture
+def existing_target(make_database):
+    """A target that already holds data (one marker row)."""
+    url = make_database()
+    run_sql(url, "CREATE TABLE marker (note text); "
+                 "INSERT INTO marker VALUES ('the site before the import')")
+    return url
+
+
+def run_sql(url, statement):
+    conn = db.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def fingerprint(url) -> dict:
+    """Per public table: row count and an md5 over its rows (sorted); plus
+    the names of the indexes and constraints."""
+    conn = db.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables "
+                        "WHERE schemaname = 'public' ORDER BY 1")
+            tables = [row[0] for row in cur.fetchall()]
+            result = {}
+            for table in tables:
+                cur.execute(
+                    f'SELECT count(*), md5(coalesce(string_agg(md5(t::text), '
+                    f"'' ORDER BY md5(t::text)), '')) FROM public.\"{table}\" t")
+                result[table] = cur.fetchone()
+            cur.execute("SELECT indexname FROM pg_indexes "
+                        "WHERE schemaname = 'public' ORDER BY 1")
+            result["(indexes)"] = tuple(row[0] for row in cur.fetchall())
+            cur.execute("SELECT conname FROM pg_constraint c JOIN "
+                        "pg_namespace n ON n.oid = c.connamespace "
+                        "WHERE n.nspname = 'public' ORDER BY 1")
+            result["(constraints)"] = tuple(row[0] for row in cur.fetchall())
+            return result
+    finally:
+        conn.close()
+
+
+def leftovers(admin_url, target: str) -> list[str]:
+    """Staging or backup databases an import of ``target`` left behind."""
+    rows = run_sql(admin_url, "SELECT datname FROM pg_database WHERE "
+                              f"datname LIKE '{target}\\_\\_%' ORDER BY 1")
+    return [row[0] for row in rows]
+
+
+def database_name(url) -> str:
+    return db.parse(url).database
+
+
+def ssh_args(server) -> list[str]:
+    return ["--ssh-port", str(server.port), "--identity", server.identity_file,
+            "--ssh-option", f"UserKnownHostsFile={server.known_hosts_file}"]
+
+
+def remote_db_args(source) -> list[str]:
+    return ["--remote-db", source[1]]
+
+
+def assert_imported(url, source):
+    assert fingerprint(url) == source[2]
+    owners = run_sql(url, "SELECT DISTINCT tableowner FROM pg_tables "
+                          "WHERE schemaname = 'public'")
+    assert owners == [(db.parse(url).username,)]
+
+
+def assert_failed_cleanly(result, target_url, before, admin_url) -> str:
+    message = one_line_error(result)
+    assert fingerprint(target_url) == before
+    assert leftovers(admin_url, database_name(target_url)) == []
+    assert ":pass@" not in result.stdout + result.stderr
+    return message
+
+
+def start_paster_import(args, db_url) -> subprocess.Popen:
+    env = {**os.environ, "CKAN_SQLALCHEMY_URL": db_url}
+    return subprocess.Popen(
+        [os.path.join(VENV_BIN, "paster"), "datagovuk", "import", *args,
+         "-c", TEST_INI], cwd="/", env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(path, process, timeout=90):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the dump never started"
+        time.sleep(0.1)
+
+
+def finish(process) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode,
+                                       stdout, stderr)
+
+
+def throttled_pg_dump(tmp_path) -> tuple[str, str]:
+    marker = str(tmp_path / "burst-sent")
+    script = tmp_path / "pg_dump_throttled"
+    script.write_text(THROTTLED_PG_DUMP.format(python=sys.executable,
+                                               burst=BURST, marker=marker))
+    script.chmod(0o755)
+    return str(script), marker
+
+
+# --------------------------------------------------------------------------
+# Imports that work
+
+def test_streamed_import_with_ckan_into_an_empty_database_equals_the_source(
+        ssh_server, source, make_database, tmp_path, pg_admin_url):
+    target = make_database()
+    kept = tmp_path / "kept.dump"
+    result = ckan_datagovuk(["import", ssh_server.destination,
+                             *remote_db_args(source), *ssh_args(ssh_server),
+                             "--keep-dump", str(kept)], db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source)
+    assert f"into database {database_name(target)}" in result.stdout
+    assert "transfer+restore" in result.stdout
+    assert "rows: package " in result.stdout
+    assert ":pass@" not in result.stdout + result.stderr
+    # The kept copy is the whole dump.
+    assert kept.read_bytes()[:5] == b"PGDMP"
+    listing = subprocess.run(["pg_restore", "-l", str(kept)],
+                             capture_output=True, text=True)
+    assert listing.returncode == 0 and "TABLE DATA public package" in \
+        listing.stdout
+    assert leftovers(pg_admin_url, database_name(target)) == []
+
+
+def test_remote_dump_file_with_paster_into_a_missing_database(
+        ssh_server, source, old_site_dump, missing_url, pg_admin_url):
+    result = paster_datagovuk(["import",
+                               f"{ssh_server.destination}:{old_site_dump}",
+                               *ssh_args(ssh_server), "--jobs", "2"],
+                              db_url=missing_url)
+    assert result.returncode == 0, result.stderr
+    assert "spooling to" in result.stdout
+    assert_imported(missing_url, source)
+    assert leftovers(pg_admin_url, database_name(missing_url)) == []
+
+
+def test_local_custom_dump_replaces_and_keeps_the_old_database(
+        old_site_dump, source, existing_target, pg_admin_url):
+    before = fingerprint(existing_target)
+    refused = paster_datagovuk(["import", old_site_dump],
+                               db_url=existing_target)
+    assert "give --replace" in assert_failed_cleanly(
+        refused, existing_target, before, pg_admin_url)
+
+    result = paster_datagovuk(["import", old_site_dump, "--replace",
+                               "--jobs", "2"], db_url=existing_target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(existing_target, source)
+    name = database_name(existing_target)
+    backups = leftovers(pg_admin_url, name)
+    assert len(backups) == 1 and "__before_import_" in backups[0]
+    assert f"the previous database is kept as {backups[0]}" in result.stdout
+    assert fingerprint(db.with_database(existing_target, backups[0])) == \
+        before
+    drop_database(pg_admin_url, backups[0])
+
+
+def test_drop_old_drops_the_replaced_database(old_site_dump, source,
+                                              existing_target, pg_admin_url):
+    result = transfer.import_database(
+        old_site_dump, existing_target,
+        transfer.ImportOptions(replace=True, drop_old=True))
+    assert result.backup_database is None
+    assert result.row_counts["package"] == source[2]["package"][0]
+    assert_imported(existing_target, source)
+    assert leftovers(pg_admin_url, database_name(existing_target)) == []
+
+
+def test_plain_dump_with_owners_and_grants_for_absent_roles(
+        source, old_site_template, missing_url, pg_admin_url, ckan_db_url,
+        tmp_path):
+    """A plain dump as the seed made it (``pg_dump ckan > file``: owners
+    and grants included) from a server whose roles do not exist here."""
+    suffix = uuid.uuid4().hex[:8]
+    owner, reader = f"old_owner_{suffix}", f"old_reader_{suffix}"
+    name = f"plain_source_{suffix}"
+    admin_execute(pg_admin_url, f"CREATE ROLE {owner}; CREATE ROLE {reader}")
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" '
+                                f'TEMPLATE "{old_site_template}"')
+    plain = tmp_path / "plain.sql"
+    try:
+        admin = db.with_database(pg_admin_url, name)
+        run_sql(admin, f"ALTER TABLE public.package OWNER TO {owner}; "
+                       f"ALTER TABLE public.resource OWNER TO {owner}; "
+                       "GRANT SELECT ON ALL TABLES IN SCHEMA public "
+                       f"TO {reader}")
+        with open(plain, "wb") as handle:
+            subprocess.run(["pg_dump", "-d", name], env=db.libpq_env(admin),
+                           stdout=handle, check=True)
+    finally:
+        drop_database(pg_admin_url, name)
+        admin_execute(pg_admin_url, f"DROP ROLE {owner}; DROP ROLE {reader}")
+    text = plain.read_text()
+    assert f"OWNER TO {owner};" in text and f"TO {reader};" in text
+
+    result = paster_datagovuk(["import", str(plain)], db_url=missing_url)
+    assert result.returncode == 0, result.stderr
+    assert "owner/privilege statements" in result.stdout
+    assert_imported(missing_url, source)
+
+
+# --------------------------------------------------------------------------
+# Failures: one line, non-zero exit, target unchanged, nothing left behind
+
+def _truncated(path, tmp_path) -> str:
+    cut = tmp_path / "truncated.dump"
+    data = open(path, "rb").read()
+    cut.write_bytes(data[:len(data) // 2])
+    return str(cut)
+
+
+def _not_a_dump(tmp_path) -> str:
+    path = tmp_path / "notes.txt"
+    path.write_text("the old site's notes, not a database dump\n" * 100)
+    return str(path)
+
+
+def _other_key(tmp_path) -> str:
+    key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(key)], check=True)
+    return str(key)
+
+
+def _version_99(tmp_path) -> str:
+    script = tmp_path / "pg_dump_99"
+    script.write_text('#!/bin/sh\necho "pg_dump (PostgreSQL) 99.1"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+FAILURES = {
+    "truncated local dump": (
+        lambda s, src, dump, tmp: [_truncated(dump, tmp)],
+        "truncated or corrupt"),
+    "truncated remote dump file": (
+        lambda s, src, dump, tmp: [f"{s.destination}:{_truncated(dump, tmp)}",
+                                   *ssh_args(s)],
+        "truncated or corrupt"),
+    "not a dump": (
+        lambda s, src, dump, tmp: [_not_a_dump(tmp)],
+        "not a PostgreSQL dump"),
+    "wrong remote database name": (
+        lambda s, src, dump, tmp: [s.destination, *ssh_args(s), "--remote-db",
+                                   src[1].replace("dbname=", "dbname=nope")],
+        "does not exist"),
+    "missing remote dump file": (
+        lambda s, src, dump, tmp: [f"{s.destination}:/nonexistent/ckan.dump",
+                                   *ssh_args(s)],
+        "No such file"),
+    "unreachable host": (
+        lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
+                                   "--ssh-port", str(localssh.free_port())],
+        "Connection refused"),
+    "refused key": (
+        lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
+                                   *[_other_key(tmp) if a == s.identity_file
+                                     else a for a in ssh_args(s)]],
+        "Permission denied"),
+    "unknown host key": (
+        lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
+                                   "--ssh-port", str(s.port),
+                                   "--identity", s.identity_file,
+                                   "--ssh-option",
+                                   "UserKnownHostsFile=/dev/null"],
+        "Host key verification failed"),
+    "newer remote pg_dump": (
+        lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
+                                   *ssh_args(s), "--remote-pg-dump",
+                                   _version_99(tmp)],
+        "version 99"),
+    "disk full": (
+        lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
+                                   *ssh_args(s), "--keep-dump", "/dev/full"],
+        "No space left on device"),
+    "password in --remote-db": (
+        lambda s, src, dump, tmp: [s.destination, *ssh_args(s),
+                                   "--remote-db", src[1] + " password=secret"],
+        "must not hold a password"),
+    "host key checking turned off": (
+        lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
+                                   *ssh_args(s), "--ssh-option",
+                                   "StrictHostKeyChecking=no"],
+        "host key checking stays on"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_failure_leaves_the_target_as_it_was(case, ssh_server, source,
+                                             old_site_dump, existing_target,
+                                             pg_admin_url, tmp_path):
+    make_args, expected = FAILURES[case]
+    args = make_args(ssh_server, source, old_site_dump, tmp_path)
+    before = fingerprint(existing_target)
+    result = paster_datagovuk(["import", *args, "--replace"],
+                              db_url=existing_target)
+    message = assert_failed_cleanly(result, existing_target, before,
+                                    pg_admin_url)
+    assert expected in message
+    assert "secret" not in result.stdout + result.stderr
+    assert os.path.exists("/dev/full")
+
+
+def test_a_dump_of_something_else_is_not_swapped_in(
+        make_database, existing_target, pg_admin_url, tmp_path):
+    other = make_database()
+    run_sql(other, "CREATE TABLE package (id text); CREATE TABLE notes (t text)")
+    dump = tmp_path / "other.dump"
+    subprocess.run(["pg_dump", "-Fc", "-O", "-x", "-f", str(dump)],
+                   env=db.libpq_env(other), check=True)
+    before = fingerprint(existing_target)
+    result = paster_datagovuk(["import", str(dump), "--replace"],
+                              db_url=existing_target)
+    message = assert_failed_cleanly(result, existing_target, before,
+                                    pg_admin_url)
+    assert "not a CKAN database" in message and "resource" in message
+
+
+def test_a_dump_needing_an_extension_this_server_lacks_is_refused(
+        make_database, existing_target, pg_admin_url, tmp_path):
+    """A real extension, made available only while the source is built,
+    plays PostGIS: the dump needs it and the server no longer has it."""
+    name = f"datagovuk_gone_{uuid.uuid4().hex[:6]}"
+    sharedir = subprocess.run(
+        [os.path.join(os.environ.get("DATAGOVUK_PG_BIN",
+                                     "/usr/lib/postgresql/15/bin"),
+                      "pg_config"), "--sharedir"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    files = [os.path.join(sharedir, "extension", f"{name}.control"),
+             os.path.join(sharedir, "extension", f"{name}--1.0.sql")]
+    source_url = make_database()
+    try:
+        with open(files[0], "w") as handle:
+            handle.write("default_version = '1.0'\nrelocatable = true\n")
+        with open(files[1], "w") as handle:
+            handle.write(f"CREATE FUNCTION {name}_answer() RETURNS int "
+                         "LANGUAGE sql AS 'SELECT 42';\n")
+        run_sql(db.with_database(pg_admin_url, database_name(source_url)),
+                f"CREATE EXTENSION {name}")
+        dump = tmp_path / "needs_extension.dump"
+        subprocess.run(["pg_dump", "-Fc", "-O", "-x", "-f", str(dump)],
+                       env=db.libpq_env(source_url), check=True)
+    finally:
+        for path in files:
+            if os.path.exists(path):
+                os.unlink(path)
+    before = fingerprint(existing_target)
+    result = paster_datagovuk(["import", str(dump), "--replace"],
+                              db_url=existing_target)
+    message = assert_failed_cleanly(result, existing_target, before,
+                                    pg_admin_url)
+    assert f"needs the PostgreSQL extension {name}" in message
+    assert "install postgresql-15-" in message
+
+
+def test_a_connected_site_blocks_the_swap(old_site_dump, existing_target,
+                                          pg_admin_url):
+    site = db.connect(existing_target, application_name="ckan-site")
+    try:
+        before = fingerprint(existing_target)
+        result = paster_datagovuk(["import", old_site_dump, "--replace"],
+                                  db_url=existing_target)
+        message = assert_failed_cleanly(result, existing_target, before,
+                                        pg_admin_url)
+        assert "1 other session(s)" in message and "ckan-site" in message
+    finally:
+        site.close()
+
+
+@pytest.mark.parametrize("how", ["connection cut", "SIGTERM"])
+def test_interrupted_mid_stream(how, ssh_server, source, existing_target,
+                                pg_admin_url, tmp_path):
+    script, marker = throttled_pg_dump(tmp_path)
+    before = fingerprint(existing_target)
+    process = start_paster_import(
+        [ssh_server.destination, *remote_db_args(source),
+         *ssh_args(ssh_server), "--remote-pg-dump", script, "--replace"],
+        existing_target)
+    try:
+        wait_for(marker, process)
+        time.sleep(0.5)
+        name = database_name(existing_target)
+        assert leftovers(pg_admin_url, name), "no staging database yet"
+        if how == "connection cut":
+            assert ssh_server.kill_sessions()
+        else:
+            process.send_signal(signal.SIGTERM)
+        result = finish(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    message = assert_failed_cleanly(result, existing_target, before,
+                                    pg_admin_url)
+    if how == "connection cut":
+        assert "ssh connection to" in message
+        assert "closed by remote host" in message
+    else:
+        assert "interrupted (SIGTERM)" in message
+
+
+# --------------------------------------------------------------------------
+# Pieces
+
+def test_parse_source(tmp_path):
+    local = tmp_path / "ckan.dump"
+    local.write_bytes(b"PGDMP")
+    assert transfer.parse_source(str(local)) == transfer.Source(
+        "local-file", path=str(local))
+    assert transfer.parse_source("co@co-prod3.dh.bytemark.co.uk") == \
+        transfer.Source("remote-database", host="co@co-prod3.dh.bytemark.co.uk")
+    assert transfer.parse_source("co@host:ckan_dump.sql") == transfer.Source(
+        "remote-file", host="co@host", path="ckan_dump.sql")
+    for bad in ("/no/such/file.dump", "-oProxyCommand=sh", "host:",
+                "a b", ""):
+        with pytest.raises(OperatorError):
+            transfer.parse_source(bad)
+
+
+def test_ssh_command_keeps_host_key_checking_and_quotes_nothing_itself():
+    settings = transfer.SshSettings(port=2222, identity_file=None,
+                                    options=["ServerAliveInterval=5"])
+    command = settings.command("co@host", "pg_dump -d 'x y'")
+    assert command[0] == "ssh" and command[-3:] == ["--", "co@host",
+                                                    "pg_dump -d 'x y'"]
+    checking = command.index("StrictHostKeyChecking=yes")
+    assert checking < command.index("ServerAliveInterval=5")
+
+
+def test_versions():
+    assert transfer.parse_version(
+        "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)") == (15,)
+    assert transfer.parse_version("pg_dump (PostgreSQL) 9.6.24") == (9, 6)
+    assert transfer.parse_version("pg_dump (PostgreSQL) 99.1") == (99,)
+    assert transfer.parse_version("bash: pg_dump: not found") is None
+    assert (9, 6) < (15,) < (99,)
+
+
+def test_extension_packages():
+    assert transfer.extension_package("postgis", 15) == \
+        "postgresql-15-postgis-3"
+    assert transfer.extension_package("pgrouting", 15) == \
+        "postgresql-15-pgrouting"
+
+
+def test_plain_filter_keeps_copy_data_that_looks_like_privileges():
+    seen = []
+    plain = transfer.PlainDumpFilter(seen.append)
+    dump = (b"CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n"
+            b"COMMENT ON EXTENSION hstore IS 'x';\n"
+            b"CREATE TABLE public.note (t text);\n"
+            b"ALTER TABLE public.note OWNER TO co;\n"
+            b"COPY public.note (t) FROM stdin;\n"
+            b"GRANT ALL ON TABLE public.note TO co;\n"
+            b"\\.\n"
+            b"REVOKE ALL ON SCHEMA public FROM PUBLIC;\n"
+            b"GRANT SELECT ON TABLE public.note TO reader;\n")
+    # Fed in small pieces, as a stream arrives.
+    out = b"".join(plain.feed(dump[i:i + 7]) for i in range(0, len(dump), 7))
+    out += plain.finish()
+    assert seen == ["hstore"]
+    assert plain.dropped == 4
+    assert out == (b"CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n"
+                   b"CREATE TABLE public.note (t text);\n"
+                   b"COPY public.note (t) FROM stdin;\n"
+                   b"GRANT ALL ON TABLE public.note TO co;\n"
+                   b"\\.\n")
+    with pytest.raises(OperatorError, match="switches database"):
+        transfer.PlainDumpFilter(seen.append).feed(b"\\connect ckan\n")
+
+
+def test_staging_and_backup_names_fit_postgresql_limits():
+    long = "x" * 63
+    assert len(transfer.staging_name(long, 4194304).encode()) <= 63
+    assert transfer.staging_name("ckan", 12).endswith("ckan__import_12")
+    assert transfer.backup_name("ckan", 0) == "ckan__before_import_19700101000000"

@@ -1,0 +1,1284 @@
+"""Import an old CKAN site's database into the database of this CKAN's config,
+all or nothing.
+
+Sources (``parse_source``):
+
+* ``[user@]host``: ``pg_dump -Fc -O -x`` runs on the remote host over ssh and
+  its output is streamed here (nothing is written on the remote host);
+* ``[user@]host:PATH``: a dump file on the remote host, streamed with ``cat``;
+* a local file: a custom-format dump (``pg_restore``) or a plain SQL dump
+  made by ``pg_dump`` (``psql``, stopping at the first error, in one
+  transaction).  The format is told by the content (custom dumps start with
+  ``PGDMP``), not by the file name.
+
+The load goes into a staging database ``<target>__import_<pid>``, owned by the
+CKAN database user, restored with no owners and no privileges as that user.
+Only when the whole load succeeded and the result is a CKAN database is it
+swapped in, by renaming both databases in one transaction.  Any failure
+drops the staging database and leaves the target as it was.
+
+Plain dumps: statements that set owners or privileges (``ALTER ... OWNER TO``,
+``GRANT``, ``REVOKE``, ``SET SESSION AUTHORIZATION``, ``ALTER DEFAULT
+PRIVILEGES``) and ``COMMENT ON EXTENSION`` (which only the extension's owner
+may run) are dropped while streaming, outside ``COPY`` data, so a dump made
+with or without ``-O -x`` loads the same way: everything owned by the CKAN
+user.  A dump that switches database (``\\connect``, from ``pg_dump -C`` or
+``pg_dumpall``) is refused.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import psycopg2
+from psycopg2 import sql
+
+from ckanext.datagovuk import db
+from ckanext.datagovuk.errors import OperatorError
+
+DEFAULT_REMOTE_DB = "ckan"
+DEFAULT_REMOTE_PG_DUMP = "pg_dump"
+DEFAULT_ADMIN_URL_ENV = "DATAGOVUK_PG_ADMIN_URL"
+# Streaming straight into pg_restore (one job) overlaps the transfer with the
+# load and needs no local disk; see readme_import.rst for the measurements.
+DEFAULT_JOBS = 1
+CUSTOM_MAGIC = b"PGDMP"
+PLAIN_MARKER = b"PostgreSQL database dump"
+CHUNK_SIZE = 1 << 20
+PROGRESS_INTERVAL = 2.0
+# How much of a streamed custom dump may be held back to read its table of
+# contents (a CKAN schema's is about 100 KB) before the load starts.
+TOC_PEEK_LIMIT = 64 << 20
+KEY_TABLES = ("package", "user", "group", "member", "resource")
+VERSION_TABLES = ("migrate_version", "alembic_version")
+COUNTED_TABLES = ("package", "resource", "user", "group", "member",
+                  "package_extra", "revision", "activity")
+# Debian packages of extensions that PostgreSQL itself does not ship.
+EXTENSION_PACKAGES = {
+    "postgis": "postgresql-{major}-postgis-3",
+    "postgis_raster": "postgresql-{major}-postgis-3",
+    "postgis_topology": "postgresql-{major}-postgis-3",
+    "postgis_tiger_geocoder": "postgresql-{major}-postgis-3",
+    "address_standardizer": "postgresql-{major}-postgis-3",
+    "pgrouting": "postgresql-{major}-pgrouting",
+    "pg_repack": "postgresql-{major}-repack",
+    "pgaudit": "postgresql-{major}-pgaudit",
+    "plv8": "postgresql-{major}-plv8",
+    "pg_partman": "postgresql-{major}-partman",
+    "hypopg": "postgresql-{major}-hypopg",
+    "postgresql_unit": "postgresql-{major}-unit",
+    "ip4r": "postgresql-{major}-ip4r",
+}
+SSH_BASE_OPTIONS = (
+    # Never prompt: an import runs unattended, a prompt would hang it.
+    "BatchMode=yes",
+    "StrictHostKeyChecking=yes",
+    "ConnectTimeout=20",
+    # A link that dies silently mid-stream ends the transfer within a minute.
+    "ServerAliveInterval=15",
+    "ServerAliveCountMax=4",
+)
+NOISE_PREFIXES = ("Warning: Permanently added", "** ", "Pseudo-terminal")
+
+Echo = Callable[[str], None]
+
+
+def _silent(_message: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------
+# Sources
+
+@dataclass(frozen=True)
+class Source:
+    kind: str                 # one of REMOTE_DATABASE, REMOTE_FILE, LOCAL_FILE
+    host: str | None = None   # [user@]host
+    path: str | None = None
+
+    REMOTE_DATABASE = "remote-database"
+    REMOTE_FILE = "remote-file"
+    LOCAL_FILE = "local-file"
+
+    @property
+    def is_remote(self) -> bool:
+        return self.kind != self.LOCAL_FILE
+
+    def describe(self, remote_db: str = DEFAULT_REMOTE_DB) -> str:
+        if self.kind == self.REMOTE_DATABASE:
+            return f"database {remote_db!r} on {self.host}"
+        if self.kind == self.REMOTE_FILE:
+            return f"{self.path} on {self.host}"
+        return self.path
+
+
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9._+-]+@)?[A-Za-z0-9._-]+$|"
+                      r"^(?:[A-Za-z0-9._+-]+@)?\[[0-9A-Fa-f:.]+\]$")
+
+
+def parse_source(text: str) -> Source:
+    """``[user@]host``, ``[user@]host:PATH`` or a local file.  An existing
+    local path always wins; anything with a ``/`` before any ``:`` is a
+    local path."""
+    if not text or not text.strip():
+        raise OperatorError("no source given")
+    if os.path.exists(text):
+        if os.path.isdir(text):
+            raise OperatorError(f"{text} is a directory, not a dump file "
+                                "(directory-format dumps are not supported; "
+                                "use pg_dump -Fc)")
+        return Source(Source.LOCAL_FILE, path=text)
+    host, colon, path = text.partition(":")
+    if colon and "/" not in host and not host.startswith("["):
+        _check_host(host, text)
+        if not path:
+            raise OperatorError(f"{text}: no file path after the colon")
+        return Source(Source.REMOTE_FILE, host=host, path=path)
+    if "/" in text or text.startswith("."):
+        raise OperatorError(f"{text}: no such file")
+    _check_host(text, text)
+    return Source(Source.REMOTE_DATABASE, host=text)
+
+
+def _check_host(host: str, text: str) -> None:
+    if host.startswith("-") or not _HOST_RE.match(host):
+        raise OperatorError(f"{text}: not a file and not [user@]host or "
+                            "[user@]host:PATH")
+
+
+@dataclass
+class SshSettings:
+    """How to reach the remote host.  Anything not given here comes from
+    the operator's ssh config; host key checking always stays on."""
+    port: int | None = None
+    identity_file: str | None = None
+    options: list[str] = field(default_factory=list)   # ssh -o values
+    config_file: str | None = None                     # ssh -F
+
+    def check(self) -> None:
+        for option in self.options:
+            key, _, value = option.strip().replace("=", " ", 1).partition(" ")
+            if not key or not value.strip():
+                raise OperatorError(f"--ssh-option {option!r}: give it as "
+                                    "Key=Value (an ssh -o option)")
+            if (key.lower() == "stricthostkeychecking"
+                    and value.strip().lower() in ("no", "off", "accept-new")):
+                raise OperatorError(
+                    f"--ssh-option {option}: host key checking stays on; add "
+                    "the host's key to known_hosts (ssh-keyscan, then check "
+                    "its fingerprint) instead")
+        if self.identity_file and not os.path.isfile(self.identity_file):
+            raise OperatorError(f"identity file {self.identity_file} does "
+                                "not exist")
+        if self.config_file and not os.path.isfile(self.config_file):
+            raise OperatorError(f"ssh config {self.config_file} does not "
+                                "exist")
+
+    def command(self, host: str, remote_command: str) -> list[str]:
+        """``ssh`` with our options; ``remote_command`` is the one string the
+        remote shell parses, built by the caller with ``shlex.quote``."""
+        args = ["ssh"]
+        if self.config_file:
+            args += ["-F", self.config_file]
+        # ssh takes the first value given for an option: ours go first so
+        # that no config file can turn host key checking off.
+        for option in SSH_BASE_OPTIONS:
+            args += ["-o", option]
+        for option in self.options:
+            args += ["-o", option]
+        if self.port:
+            args += ["-p", str(self.port)]
+        if self.identity_file:
+            args += ["-i", self.identity_file]
+        return [*args, "--", host, remote_command]
+
+
+@dataclass
+class ImportOptions:
+    remote_db: str = DEFAULT_REMOTE_DB
+    remote_pg_dump: str = DEFAULT_REMOTE_PG_DUMP
+    keep_dump: str | None = None
+    jobs: int = DEFAULT_JOBS
+    replace: bool = False
+    drop_old: bool = False
+    admin_url: str | None = None
+    ssh: SshSettings = field(default_factory=SshSettings)
+
+
+@dataclass
+class ImportResult:
+    database: str
+    size_bytes: int
+    size_pretty: str
+    row_counts: dict[str, int]
+    source: str
+    dump_format: str
+    bytes_transferred: int
+    backup_database: str | None
+    replaced_empty: bool
+    phases: list[tuple[str, float]]
+    kept_dump: str | None = None
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"imported {self.source} into database {self.database} "
+                 f"({self.size_pretty})"]
+        if self.backup_database:
+            lines.append(f"the previous database is kept as "
+                         f"{self.backup_database}")
+        if self.kept_dump:
+            lines.append(f"dump kept at {self.kept_dump}")
+        lines.append("rows: " + ", ".join(
+            f"{name} {count}" for name, count in self.row_counts.items()))
+        lines.append("phases: " + ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in self.phases))
+        return lines
+
+
+# --------------------------------------------------------------------------
+# Small helpers
+
+def pg_program(name: str) -> str:
+    """A PostgreSQL client program: from $DATAGOVUK_PG_BIN when set, else
+    the one on PATH (Debian's wrapper picks the newest installed)."""
+    directory = os.environ.get("DATAGOVUK_PG_BIN")
+    if directory and os.path.exists(os.path.join(directory, name)):
+        return os.path.join(directory, name)
+    found = shutil.which(name)
+    if not found:
+        raise OperatorError(f"{name} is not installed (Debian: "
+                            "postgresql-client)")
+    return found
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else \
+                f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """The major version of ``pg_dump (PostgreSQL) 15.20 (Debian ...)``:
+    (15,), or (9, 6) for the 9.x series."""
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return None
+    major = int(match.group(1))
+    if major < 10 and match.group(2) is not None:
+        return (major, int(match.group(2)))
+    return (major,)
+
+
+def version_text(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def meaningful_line(text: str | bytes) -> str:
+    """The line of a program's stderr that says what went wrong."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.strip().startswith(NOISE_PREFIXES)]
+    for line in lines:
+        if re.search(r"error|fatal|denied|refused|no such|not found|"
+                     r"could not|cannot|timed out|closed|broken pipe|"
+                     r"verification failed", line, re.IGNORECASE):
+            return line
+    return lines[0] if lines else ""
+
+
+def _identifier_name(base: str, suffix: str) -> str:
+    """``base + suffix`` cut to PostgreSQL's 63-byte name limit."""
+    room = 63 - len(suffix.encode())
+    cut = base.encode()[:room].decode("utf-8", "ignore")
+    return cut + suffix
+
+
+def staging_name(target: str, pid: int | None = None) -> str:
+    return _identifier_name(target, f"__import_{pid or os.getpid()}")
+
+
+def backup_name(target: str, when: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(when))
+    return _identifier_name(target, f"__before_import_{stamp}")
+
+
+def extension_package(name: str, server_major: int) -> str:
+    pattern = EXTENSION_PACKAGES.get(name)
+    if pattern:
+        return pattern.format(major=server_major)
+    return f"postgresql-{server_major}-{name.replace('_', '-')} (if packaged)"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised from our SIGTERM handler, so that a ``kill`` cleans up like
+    Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM raises (like SIGINT does) while an import runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, _frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """Cleanup runs to the end even when the operator presses Ctrl-C
+    again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _StderrCollector(threading.Thread):
+    """Reads a child's stderr so it can never block on a full pipe; keeps
+    the first 64 KiB."""
+
+    LIMIT = 64 << 10
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.data = bytearray()
+
+    def run(self):
+        try:
+            for chunk in iter(lambda: self.stream.read1(8192), b""):
+                if len(self.data) < self.LIMIT:
+                    self.data.extend(chunk[:self.LIMIT - len(self.data)])
+        except (OSError, ValueError):
+            pass
+
+    def text(self) -> str:
+        self.join(timeout=5)
+        return self.data.decode("utf-8", "replace")
+
+
+class _Child:
+    """A child process whose stderr is collected and which we may kill."""
+
+    def __init__(self, name: str, args: list[str], env: dict | None = None,
+                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+        self.name = name
+        self.killed = False
+        self.process = subprocess.Popen(args, env=env, stdin=stdin,
+                                        stdout=stdout, stderr=subprocess.PIPE)
+        self.stderr = _StderrCollector(self.process.stderr)
+        self.stderr.start()
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.killed = True
+            self.process.kill()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    pipe.close()
+        with contextlib.suppress(Exception):
+            self.process.wait(timeout=10)
+
+    def error_line(self) -> str:
+        return meaningful_line(self.stderr.text())
+
+
+class _Progress:
+    def __init__(self, echo: Echo, label: str):
+        self.echo = echo
+        self.label = label
+        self.started = time.monotonic()
+        self.last = self.started
+        self.count = 0
+
+    def add(self, size: int) -> None:
+        self.count += size
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_INTERVAL:
+            self.last = now
+            self.report()
+
+    def report(self, final: bool = False) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        self.echo(f"{self.label}: {human_bytes(self.count)} "
+                  f"{'in' if final else 'after'} {elapsed:.1f} s "
+                  f"({human_bytes(self.count / elapsed)}/s)")
+
+
+# --------------------------------------------------------------------------
+# Plain SQL dumps
+
+_COPY_START = re.compile(rb"^COPY .* FROM stdin;\s*$")
+_DROPPED_STATEMENT = re.compile(
+    rb"^(ALTER [A-Z ]+ .* OWNER TO .*;"
+    rb"|GRANT .*;"
+    rb"|REVOKE .*;"
+    rb"|SET SESSION AUTHORIZATION .*;"
+    rb"|RESET SESSION AUTHORIZATION;"
+    rb"|ALTER DEFAULT PRIVILEGES .*;"
+    rb"|COMMENT ON EXTENSION .*;)\s*$")
+_CREATE_EXTENSION = re.compile(
+    rb'^CREATE EXTENSION (?:IF NOT EXISTS )?"?([A-Za-z0-9_\-]+)"?')
+_CONNECT = re.compile(rb"^\\(?:connect|c)\b")
+
+
+class PlainDumpFilter:
+    """Drops owner and privilege statements from a plain pg_dump stream,
+    line by line outside COPY data, and reports the extensions it needs."""
+
+    def __init__(self, on_extension: Callable[[str], None]):
+        self.on_extension = on_extension
+        self.pending = b""
+        self.in_copy = False
+        self.dropped = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.pending + chunk
+        cut = data.rfind(b"\n") + 1
+        self.pending = data[cut:]
+        return self._filter(data[:cut])
+
+    def finish(self) -> bytes:
+        rest, self.pending = self.pending, b""
+        return self._filter(rest)
+
+    def _filter(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        out = []
+        for line in data.splitlines(keepends=True):
+            if self.in_copy:
+                if line.rstrip(b"\r\n") == b"\\.":
+                    self.in_copy = False
+                out.append(line)
+                continue
+            if _COPY_START.match(line):
+                self.in_copy = True
+            elif _DROPPED_STATEMENT.match(line):
+                self.dropped += 1
+                continue
+            elif _CONNECT.match(line):
+                raise OperatorError(
+                    "the plain dump switches database (\\connect: made with "
+                    "pg_dump -C or pg_dumpall); dump the one database with "
+                    "pg_dump -Fc instead")
+            else:
+                match = _CREATE_EXTENSION.match(line)
+                if match:
+                    self.on_extension(match.group(1).decode())
+            out.append(line)
+        return b"".join(out)
+
+
+def detect_format(head: bytes) -> str:
+    """``custom`` or ``plain`` from the first bytes of a dump; otherwise an
+    OperatorError saying what it is."""
+    if head.startswith(CUSTOM_MAGIC):
+        return "custom"
+    if not head:
+        raise OperatorError("the dump is empty")
+    if head.startswith(b"\x1f\x8b"):
+        raise OperatorError("the dump is gzip-compressed: decompress it "
+                            "first (gunzip), or dump with pg_dump -Fc")
+    if len(head) > 262 and head[257:262] == b"ustar":
+        raise OperatorError("the dump is a tar-format archive: not "
+                            "supported; dump with pg_dump -Fc")
+    if b"\x00" not in head[:65536] and PLAIN_MARKER in head[:65536]:
+        return "plain"
+    raise OperatorError("not a PostgreSQL dump (neither custom format, "
+                        "which starts with PGDMP, nor plain SQL from pg_dump)")
+
+
+# --------------------------------------------------------------------------
+# The database side
+
+def _maintenance_url(url) -> str:
+    return db.with_database(url, "postgres")
+
+
+def _connect(url, what: str):
+    try:
+        conn = db.connect(url, connect_timeout=15)
+    except psycopg2.Error as error:
+        raise OperatorError(f"cannot connect to {what} "
+                            f"({db.safe_url(url)}): {db.first_line(error)}")
+    conn.autocommit = True
+    return conn
+
+
+def _query(url, what: str, statement, params=None) -> list[tuple]:
+    conn = _connect(url, what)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    except psycopg2.Error as error:
+        raise OperatorError(f"{what}: {db.first_line(error)}")
+    finally:
+        conn.close()
+
+
+@dataclass
+class TargetState:
+    exists: bool
+    tables: int = 0
+    sessions: int = 0
+    applications: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return self.tables == 0
+
+
+def other_sessions(maintenance_url, database: str) -> tuple[int, str]:
+    rows = _query(maintenance_url, "the database server",
+                  "SELECT count(*), coalesce(string_agg(DISTINCT coalesce("
+                  "nullif(application_name, ''), 'unnamed'), ', '), '') "
+                  "FROM pg_stat_activity "
+                  "WHERE datname = %s AND pid <> pg_backend_pid()",
+                  (database,))
+    return rows[0][0], rows[0][1]
+
+
+def database_exists(maintenance_url, database: str) -> bool:
+    return bool(_query(maintenance_url, "the database server",
+                       "SELECT 1 FROM pg_database WHERE datname = %s",
+                       (database,)))
+
+
+def inspect_target(url) -> TargetState:
+    url = db.parse(url)
+    maintenance = _maintenance_url(url)
+    if not database_exists(maintenance, url.database):
+        return TargetState(exists=False)
+    tables = _query(url, f"the database {url.database}",
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE c.relkind IN "
+                    "('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN "
+                    "('pg_catalog', 'information_schema') "
+                    "AND n.nspname NOT LIKE 'pg_toast%%' "
+                    "AND n.nspname NOT LIKE 'pg_temp%%'")[0][0]
+    sessions, applications = other_sessions(maintenance, url.database)
+    return TargetState(True, tables, sessions, applications)
+
+
+def can_create_databases(url) -> bool:
+    return _query(_maintenance_url(url), "the database server",
+                  "SELECT rolcreatedb OR rolsuper FROM pg_roles "
+                  "WHERE rolname = current_user")[0][0]
+
+
+def server_major(url) -> int:
+    return int(_query(_maintenance_url(url), "the database server",
+                      "SHOW server_version_num")[0][0]) // 10000
+
+
+def _sessions_refusal(database: str, count: int, applications: str) -> str:
+    return (f"{count} other session(s) are connected to the database "
+            f"{database} ({applications}); stop the site and its workers "
+            "(or wait for them) and try again")
+
+
+def _execute(url, what: str, statement) -> None:
+    _query(url, what, statement)
+
+
+# --------------------------------------------------------------------------
+# The import
+
+class _Import:
+    def __init__(self, source: Source, target_url, options: ImportOptions,
+                 echo: Echo):
+        self.source = source
+        self.options = options
+        self.echo = echo
+        self.target_url = db.parse(target_url)
+        self.target = self.target_url.database
+        self.maintenance = _maintenance_url(self.target_url)
+        self.staging = staging_name(self.target)
+        self.staging_url = db.with_database(self.target_url, self.staging)
+        self.staging_created = False
+        self.children: list[_Child] = []
+        self.temp_dir: str | None = None
+        self.phases: list[tuple[str, float]] = []
+        self.bytes_transferred = 0
+        self.dump_format = ""
+        self.kept_dump: str | None = None
+        self.keep_dump_complete = False
+        self.available_extensions: set[str] = set()
+        self.created_extensions: set[str] = set()
+        self.admin_url = options.admin_url
+        self.server_major = 0
+        # Set when the CKAN user may not create or rename databases.
+        self.ddl_admin_url = None
+
+    # -- phases ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        started = time.monotonic()
+        self.echo(f"{name}...")
+        yield
+        seconds = time.monotonic() - started
+        self.phases.append((name, seconds))
+        self.echo(f"{name}: done in {seconds:.1f} s")
+
+    def run(self) -> ImportResult:
+        with self.phase("checks"):
+            state = self.check_target()
+            if self.source.kind == Source.REMOTE_DATABASE:
+                self.check_versions()
+        try:
+            result = self.load_verify_swap(state)
+        except BaseException:
+            with _signals_ignored():
+                self.cleanup(failed=True)
+            raise
+        with _signals_ignored():
+            self.cleanup(failed=False)
+        return result
+
+    def load_verify_swap(self, state: TargetState) -> ImportResult:
+        self.create_staging()
+        self.load()
+        with self.phase("verify"):
+            counts, size, pretty = self.verify()
+        with self.phase("swap"):
+            backup = self.swap(state)
+        return ImportResult(
+            database=self.target, size_bytes=size, size_pretty=pretty,
+            row_counts=counts, source=self.source.describe(
+                self.options.remote_db),
+            dump_format=self.dump_format,
+            bytes_transferred=self.bytes_transferred,
+            backup_database=backup if backup and not state.empty
+            and not self.options.drop_old else None,
+            replaced_empty=state.exists and state.empty,
+            phases=self.phases, kept_dump=self.kept_dump)
+
+    # -- checks ------------------------------------------------------------
+
+    def check_target(self) -> TargetState:
+        options = self.options
+        if options.jobs < 1:
+            raise OperatorError("--jobs must be at least 1")
+        if options.drop_old and not options.replace:
+            raise OperatorError("--drop-old only makes sense with --replace")
+        if options.keep_dump and not self.source.is_remote:
+            raise OperatorError("--keep-dump keeps a copy of a remote "
+                                "source; the source is already a local file")
+        if options.keep_dump:
+            self.check_keep_dump_path(options.keep_dump)
+        if re.search(r"password\s*=|://[^/@]*:[^/@]*@", options.remote_db,
+                     re.IGNORECASE):
+            raise OperatorError(
+                "--remote-db must not hold a password (it would be on the "
+                "remote command line): use ~/.pgpass on the remote host")
+        if self.source.is_remote:
+            options.ssh.check()
+        state = inspect_target(self.target_url)
+        where = f"the database {self.target} ({db.safe_url(self.target_url)})"
+        if state.exists and not state.empty and not options.replace:
+            raise OperatorError(
+                f"{where} already has {state.tables} tables; give --replace "
+                "to replace it (the old one is kept under a backup name "
+                "unless --drop-old)")
+        if state.sessions:
+            raise OperatorError(_sessions_refusal(
+                self.target, state.sessions, state.applications))
+        if not can_create_databases(self.target_url):
+            if not self.admin_url:
+                raise OperatorError(
+                    f"the database user {self.target_url.username} may not "
+                    "create databases (no CREATEDB) and no admin URL was "
+                    "given (--admin-url-env VAR, VAR holding a superuser "
+                    "URL)")
+            _query(_maintenance_url(self.admin_url),
+                   "the admin connection", "SELECT 1")
+            self.ddl_admin_url = db.parse(self.admin_url)
+        self.server_major = server_major(self.target_url)
+        self.available_extensions = {row[0] for row in _query(
+            self.maintenance, "the database server",
+            "SELECT name FROM pg_available_extensions")}
+        self.echo(f"target: database {self.target} on "
+                  f"{db.safe_url(self.target_url)} ("
+                  + ("does not exist yet" if not state.exists else
+                     "empty" if state.empty else
+                     f"{state.tables} tables, will be replaced") + ")")
+        return state
+
+    @staticmethod
+    def check_keep_dump_path(path: str) -> None:
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise OperatorError(f"--keep-dump {path}: directory {directory} "
+                                "does not exist")
+        if os.path.isdir(path):
+            raise OperatorError(f"--keep-dump {path} is a directory")
+
+    def check_versions(self) -> None:
+        local = subprocess.run([pg_program("pg_restore"), "--version"],
+                               capture_output=True, text=True)
+        local_version = parse_version(local.stdout)
+        command = self.ssh_command(
+            f"{shlex.quote(self.options.remote_pg_dump)} --version")
+        try:
+            remote = subprocess.run(command, capture_output=True, text=True,
+                                    stdin=subprocess.DEVNULL, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise OperatorError(f"ssh to {self.source.host} did not answer "
+                                "within 120 s")
+        if remote.returncode == 255:
+            raise OperatorError(f"cannot ssh to {self.source.host}: "
+                                f"{meaningful_line(remote.stderr) or 'ssh failed'}")
+        remote_version = parse_version(remote.stdout)
+        if remote.returncode != 0 or remote_version is None:
+            detail = meaningful_line(remote.stderr) or remote.stdout.strip()
+            raise OperatorError(
+                f"cannot run {self.options.remote_pg_dump} on "
+                f"{self.source.host}: {detail or 'no version reported'} "
+                "(give its path with --remote-pg-dump)")
+        if local_version is None:
+            raise OperatorError(f"cannot tell the version of the local "
+                                f"pg_restore: {local.stdout.strip()}")
+        self.echo(f"versions: remote pg_dump {version_text(remote_version)}, "
+                  f"local pg_restore {version_text(local_version)}")
+        if local_version < remote_version:
+            raise OperatorError(
+                f"the remote pg_dump is version {version_text(remote_version)}"
+                f" but the local pg_restore is {version_text(local_version)}: "
+                "pg_restore cannot read dumps from a newer pg_dump; install "
+                f"postgresql-client-{remote_version[0]} here")
+
+    def ssh_command(self, remote_command: str) -> list[str]:
+        return self.options.ssh.command(self.source.host, remote_command)
+
+    # -- staging -----------------------------------------------------------
+
+    def create_staging(self) -> None:
+        if database_exists(self.maintenance, self.staging):
+            # Left by an earlier run of a process with our pid (killed -9).
+            self.drop_database(self.staging)
+        try:
+            db.create_database(self.staging_url, self.ddl_admin_url)
+        except psycopg2.Error as error:
+            raise OperatorError(f"cannot create the staging database "
+                                f"{self.staging}: {db.first_line(error)}")
+        self.staging_created = True
+        self.echo(f"staging database: {self.staging}")
+
+    def drop_database(self, name: str) -> None:
+        _execute(_maintenance_url(self.ddl_admin_url or self.target_url), f"dropping the database {name}",
+                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                     sql.Identifier(name)))
+
+    def ensure_extension(self, name: str) -> None:
+        """Refuse a dump that needs an extension this server lacks, naming
+        the package; create the others up front, as the admin when the
+        CKAN user may not."""
+        if name in self.created_extensions or name == "plpgsql":
+            return
+        if name not in self.available_extensions:
+            raise OperatorError(
+                f"the dump needs the PostgreSQL extension {name}, which "
+                "this server does not have: install "
+                f"{extension_package(name, self.server_major)} on the "
+                "database server")
+        statement = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(
+            sql.Identifier(name))
+        conn = _connect(self.staging_url, f"the staging database")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        except psycopg2.errors.InsufficientPrivilege as error:
+            if not self.admin_url:
+                raise OperatorError(
+                    f"the extension {name} needs a superuser to create it "
+                    f"({db.first_line(error)}): give an admin URL with "
+                    "--admin-url-env")
+            _execute(db.with_database(self.admin_url, self.staging),
+                     f"creating the extension {name}", statement)
+        except psycopg2.Error as error:
+            raise OperatorError(f"cannot create the extension {name}: "
+                                f"{db.first_line(error)}")
+        finally:
+            conn.close()
+        self.created_extensions.add(name)
+
+    # -- load --------------------------------------------------------------
+
+    def restore_env(self) -> dict[str, str]:
+        env = db.libpq_env(self.staging_url)
+        env.setdefault("PGAPPNAME", "datagovuk-import")
+        env["PGCONNECT_TIMEOUT"] = "15"
+        return env
+
+    def restore_args(self, list_file: str | None, jobs: int = 1) -> list[str]:
+        args = [pg_program("pg_restore"), "--no-owner", "--no-privileges",
+                "--no-tablespaces", "--no-publications", "--no-subscriptions",
+                "--no-security-labels", "--exit-on-error",
+                "-d", self.staging]
+        if list_file:
+            args += ["-L", list_file]
+        if jobs > 1:
+            args += ["-j", str(jobs)]
+        return args
+
+    def psql_args(self) -> list[str]:
+        return [pg_program("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                "--single-transaction", "-d", self.staging, "-f", "-"]
+
+    def load(self) -> None:
+        if self.source.is_remote:
+            if self.source.kind == Source.REMOTE_DATABASE:
+                remote = (f"{shlex.quote(self.options.remote_pg_dump)} -Fc -O "
+                          f"-x -w -d {shlex.quote(self.options.remote_db)}")
+            else:
+                remote = f"cat -- {shlex.quote(_remote_path(self.source.path))}"
+            reader = _Child("ssh", self.ssh_command(remote),
+                            stdout=subprocess.PIPE)
+            self.children.append(reader)
+            self.load_stream(reader.process.stdout, reader)
+        else:
+            self.load_local_file(self.source.path)
+
+    def load_local_file(self, path: str) -> None:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(65536)
+        except OSError as error:
+            raise OperatorError(f"cannot read {path}: {error.strerror}")
+        self.dump_format = detect_format(head)
+        self.echo(f"source: {path} ({self.dump_format} format, "
+                  f"{human_bytes(os.path.getsize(path))})")
+        if self.dump_format == "custom":
+            with self.phase("restore"):
+                self.restore_file(path)
+        else:
+            with self.phase("load"), open(path, "rb") as handle:
+                self.stream_plain(handle, None, "read")
+
+    def load_stream(self, stream, reader: _Child) -> None:
+        """A remote dump: find its format, then stream it straight into
+        the load (one job) or spool it to a file for ``pg_restore -j``."""
+        head = self.read_head(stream, reader, 65536)
+        self.dump_format = self.format_of_stream(head, reader)
+        self.echo(f"source: {self.source.describe(self.options.remote_db)} "
+                  f"({self.dump_format} format)")
+        if self.dump_format == "plain":
+            with self.phase("transfer+load"):
+                self.stream_plain(stream, reader, "received", head)
+        elif self.options.jobs > 1:
+            with self.phase("transfer"):
+                path = self.spool(stream, reader, head)
+            with self.phase("restore"):
+                self.restore_file(path)
+        else:
+            with self.phase("transfer+restore"):
+                self.stream_custom(stream, reader, head)
+
+    def read_head(self, stream, reader: _Child | None, size: int,
+                  head: bytes = b"") -> bytes:
+        data = bytearray(head)
+        while len(data) < size:
+            chunk = self._read(stream, reader, size - len(data))
+            if not chunk:
+                break
+            data.extend(chunk)
+        return bytes(data)
+
+    def _read(self, stream, reader: _Child | None, size: int) -> bytes:
+        try:
+            return stream.read1(size) if hasattr(stream, "read1") \
+                else stream.read(size)
+        except OSError as error:
+            if reader is not None:
+                self.fail_source(reader)
+            raise OperatorError(f"cannot read the dump: {error.strerror}")
+
+    def format_of_stream(self, head: bytes, reader: _Child) -> str:
+        if not head:
+            # Nothing arrived: the remote side failed before sending.
+            self.fail_source(reader, nothing_received=True)
+        try:
+            return detect_format(head)
+        except OperatorError:
+            reader.kill()
+            raise
+
+    def fail_source(self, reader: _Child, nothing_received: bool = False):
+        """Raise the remote side's reason when it failed (ssh error,
+        remote pg_dump or cat error)."""
+        status = reader.wait()
+        if status == 0 and not nothing_received:
+            return
+        line = reader.error_line()
+        host = self.source.host
+        if status == 255:
+            raise OperatorError(f"the ssh connection to {host} failed: "
+                                f"{line or 'ssh exited with status 255'}")
+        if status != 0 and not reader.killed:
+            what = (self.options.remote_pg_dump
+                    if self.source.kind == Source.REMOTE_DATABASE else "cat")
+            raise OperatorError(f"{what} failed on {host}: "
+                                f"{line or f'exit status {status}'}")
+        if nothing_received:
+            raise OperatorError(f"{self.source.describe(self.options.remote_db)}"
+                                ": nothing received (empty dump)")
+
+    def open_keep_dump(self):
+        if not self.options.keep_dump:
+            return None
+        try:
+            handle = open(self.options.keep_dump, "wb")
+        except OSError as error:
+            raise OperatorError(f"cannot write {self.options.keep_dump}: "
+                                f"{error.strerror}")
+        self.kept_dump = self.options.keep_dump
+        return handle
+
+    def pump(self, stream, reader: _Child | None, head: bytes,
+             sinks: list, verb: str,
+             transform: "PlainDumpFilter | None" = None,
+             raw_sinks: Iterable = ()) -> None:
+        """Copy the dump from ``stream`` to every sink, reporting progress.
+        ``raw_sinks`` get the bytes as received (--keep-dump), ``sinks``
+        get them after ``transform``."""
+        progress = _Progress(self.echo, verb)
+        raw_sinks = [sink for sink in raw_sinks if sink is not None]
+        chunk = head
+        while True:
+            if chunk:
+                progress.add(len(chunk))
+                for sink in raw_sinks:
+                    self._write(sink, chunk, self.options.keep_dump)
+                data = transform.feed(chunk) if transform else chunk
+                for sink, name in sinks:
+                    self._write(sink, data, name)
+            chunk = self._read(stream, reader, CHUNK_SIZE)
+            if not chunk:
+                break
+        if transform is not None:
+            tail = transform.finish()
+            for sink, name in sinks:
+                self._write(sink, tail, name)
+        self.bytes_transferred = progress.count
+        progress.report(final=True)
+
+    def _write(self, sink, data: bytes, name: str) -> None:
+        if not data:
+            return
+        try:
+            sink.write(data)
+        except BrokenPipeError:
+            raise _SinkClosed(name)
+        except OSError as error:
+            raise OperatorError(f"cannot write {name}: {error.strerror}")
+
+    def stream_custom(self, stream, reader: _Child, head: bytes) -> None:
+        """Stream a custom dump into one ``pg_restore``, after reading its
+        table of contents (held back in memory) for the extensions."""
+        head, list_file = self.peek_toc(stream, reader, head)
+        keep = self.open_keep_dump()
+        restore = _Child("pg_restore", self.restore_args(list_file),
+                         env=self.restore_env(), stdin=subprocess.PIPE)
+        self.children.append(restore)
+        try:
+            self.pump(stream, reader, head,
+                      [(restore.process.stdin, "pg_restore")], "received",
+                      raw_sinks=[keep])
+        except _SinkClosed:
+            # pg_restore stopped reading: its error says why.
+            reader.kill()
+        finally:
+            with contextlib.suppress(OSError):
+                restore.process.stdin.close()
+            if keep:
+                self.close_keep(keep)
+        self.fail_source(reader)
+        self.keep_dump_complete = True
+        self.finish_restore(restore)
+
+    def close_keep(self, keep) -> None:
+        try:
+            keep.close()
+        except OSError as error:
+            raise OperatorError(f"cannot write {self.options.keep_dump}: "
+                                f"{error.strerror}")
+
+    def peek_toc(self, stream, reader: _Child, head: bytes
+                 ) -> tuple[bytes, str]:
+        """Read just enough of a streamed custom dump for ``pg_restore -l``
+        to list its table of contents."""
+        size = max(len(head), 256 << 10)
+        while True:
+            head = self.read_head(stream, reader, size, head)
+            complete = len(head) < size
+            path = os.path.join(self.work_dir(), "head.dump")
+            with open(path, "wb") as handle:
+                handle.write(head)
+            listing = subprocess.run([pg_program("pg_restore"), "-l", path],
+                                     capture_output=True, text=True)
+            if listing.returncode == 0:
+                os.unlink(path)
+                return head, self.write_toc_list(listing.stdout)
+            if complete or size >= TOC_PEEK_LIMIT \
+                    or "end of file" not in listing.stderr:
+                self.fail_source(reader)
+                raise OperatorError(f"the dump is truncated or corrupt: "
+                                    f"{meaningful_line(listing.stderr)}")
+            size *= 4
+
+    def write_toc_list(self, listing: str) -> str:
+        """Check the extensions in a TOC listing and write the list of
+        entries to restore: all but ``COMMENT ON EXTENSION`` (owner only)."""
+        kept = []
+        for line in listing.splitlines():
+            match = re.match(r"^\d+;\s+\d+\s+\d+\s+(.+)$", line)
+            if match:
+                entry = match.group(1).split()
+                if entry[:2] == ["EXTENSION", "-"]:
+                    self.ensure_extension(entry[2])
+                if entry[:3] == ["COMMENT", "-", "EXTENSION"]:
+                    continue
+            kept.append(line)
+        path = os.path.join(self.work_dir(), "restore.list")
+        with open(path, "w") as handle:
+            handle.write("\n".join(kept) + "\n")
+        return path
+
+    def spool(self, stream, reader: _Child, head: bytes) -> str:
+        """Write a streamed dump to a file (the --keep-dump one, else a
+        temporary one) for a parallel restore."""
+        if self.options.keep_dump:
+            path, handle = self.options.keep_dump, self.open_keep_dump()
+        else:
+            path = os.path.join(self.work_dir(), "transfer.dump")
+            handle = open(path, "wb")
+            self.echo(f"spooling to {path}")
+        try:
+            self.pump(stream, reader, head, [(handle, path)], "received")
+        finally:
+            if handle is not None:
+                try:
+                    handle.close()
+                except OSError as error:
+                    raise OperatorError(f"cannot write {path}: "
+                                        f"{error.strerror}")
+        self.fail_source(reader)
+        self.keep_dump_complete = True
+        return path
+
+    def restore_file(self, path: str) -> None:
+        listing = subprocess.run([pg_program("pg_restore"), "-l", path],
+                                 capture_output=True, text=True)
+        if listing.returncode != 0:
+            raise OperatorError(f"the dump is truncated or corrupt: "
+                                f"{meaningful_line(listing.stderr)}")
+        list_file = self.write_toc_list(listing.stdout)
+        restore = _Child("pg_restore",
+                         [*self.restore_args(list_file, self.options.jobs),
+                          path], env=self.restore_env())
+        self.children.append(restore)
+        self.finish_restore(restore)
+
+    def finish_restore(self, restore: _Child) -> None:
+        status = restore.wait()
+        if status != 0:
+            line = restore.error_line() or f"exit status {status}"
+            if re.search(r"input file|end of file|did not find magic|"
+                         r"unsupported version|unrecognized data block|"
+                         r"corrupt", line):
+                raise OperatorError(f"the dump is truncated or corrupt, "
+                                    f"nothing was imported: {line}")
+            raise OperatorError(f"pg_restore failed, nothing was imported: "
+                                f"{line}")
+
+    def stream_plain(self, stream, reader: _Child | None, verb: str,
+                     head: bytes = b"") -> None:
+        keep = self.open_keep_dump() if reader is not None else None
+        plain_filter = PlainDumpFilter(self.ensure_extension)
+        psql = _Child("psql", self.psql_args(), env=self.restore_env(),
+                      stdin=subprocess.PIPE)
+        self.children.append(psql)
+        try:
+            self.pump(stream, reader, head, [(psql.process.stdin, "psql")],
+                      verb, transform=plain_filter, raw_sinks=[keep])
+        except _SinkClosed:
+            if reader is not None:
+                reader.kill()
+        finally:
+            with contextlib.suppress(OSError):
+                psql.process.stdin.close()
+            if keep:
+                self.close_keep(keep)
+        if reader is not None:
+            self.fail_source(reader)
+            self.keep_dump_complete = True
+        status = psql.wait()
+        if status != 0:
+            line = psql.error_line()
+            raise OperatorError(f"loading the plain SQL dump failed, nothing "
+                                f"was imported: {line or f'psql exit {status}'}")
+        if plain_filter.dropped:
+            self.echo(f"plain dump: left out {plain_filter.dropped} owner/"
+                      "privilege statements (everything belongs to "
+                      f"{self.target_url.username})")
+
+    def work_dir(self) -> str:
+        if self.temp_dir is None:
+            base = None
+            if self.options.keep_dump:
+                base = os.path.dirname(os.path.abspath(self.options.keep_dump))
+            self.temp_dir = tempfile.mkdtemp(prefix="datagovuk-import-",
+                                             dir=base)
+        return self.temp_dir
+
+    # -- verify and swap ---------------------------------------------------
+
+    def verify(self) -> tuple[dict[str, int], int, str]:
+        conn = _connect(self.staging_url, "the staging database")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT table_name FROM information_schema.tables "
+                            "WHERE table_schema = 'public'")
+                tables = {row[0] for row in cur.fetchall()}
+                missing = [name for name in KEY_TABLES if name not in tables]
+                if missing or not tables.intersection(VERSION_TABLES):
+                    if not tables.intersection(VERSION_TABLES):
+                        missing.append("migrate_version or alembic_version")
+                    raise OperatorError(
+                        "the dump is not a CKAN database: it has no "
+                        + ", ".join(missing))
+                counts = {}
+                for name in COUNTED_TABLES:
+                    if name in tables:
+                        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                            sql.Identifier("public", name)))
+                        counts[name] = cur.fetchone()[0]
+                cur.execute("SELECT pg_database_size(current_database()), "
+                            "pg_size_pretty(pg_database_size("
+                            "current_database()))")
+                size, pretty = cur.fetchone()
+        finally:
+            conn.close()
+        return counts, size, pretty
+
+    def swap(self, state: TargetState) -> str | None:
+        """Rename the target out of the way and the staging database into
+        its place, in one transaction."""
+        maintenance = _maintenance_url(self.ddl_admin_url or self.target_url)
+        exists = database_exists(self.maintenance, self.target)
+        backup = backup_name(self.target) if exists else None
+        for name in ([self.target] if exists else []) + [self.staging]:
+            count, applications = other_sessions(self.maintenance, name)
+            if count:
+                raise OperatorError(_sessions_refusal(name, count,
+                                                      applications))
+        conn = _connect(maintenance, "the database server")
+        conn.autocommit = False
+        try:
+            with conn.cursor() as cur:
+                if exists:
+                    cur.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(self.target), sql.Identifier(backup)))
+                cur.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(self.staging), sql.Identifier(self.target)))
+            conn.commit()
+        except psycopg2.Error as error:
+            conn.rollback()
+            raise OperatorError(f"cannot swap the imported database in: "
+                                f"{db.first_line(error)}")
+        finally:
+            conn.close()
+        self.staging_created = False
+        if backup and (state.empty or self.options.drop_old):
+            self.drop_database(backup)
+            self.echo(f"dropped the previous "
+                      f"{'empty ' if state.empty else ''}database")
+        return backup
+
+    # -- cleanup -----------------------------------------------------------
+
+    def cleanup(self, failed: bool) -> None:
+        for child in self.children:
+            child.kill()
+        if failed and self.staging_created:
+            try:
+                self.drop_database(self.staging)
+            except OperatorError as error:
+                self.echo(f"could not drop the staging database "
+                          f"{self.staging}: {error}; drop it by hand")
+        if failed and self.kept_dump and not self.keep_dump_complete:
+            # A partial copy would look like a dump; do not leave one (but
+            # never unlink what is not a regular file, /dev/full say).
+            if os.path.isfile(self.kept_dump) \
+                    and not os.path.islink(self.kept_dump):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.kept_dump)
+            self.kept_dump = None
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+class _SinkClosed(Exception):
+    """The loading program stopped reading (it failed; its stderr says
+    why)."""
+
+
+def _remote_path(path: str) -> str:
+    # The remote command starts in the login directory; "~/" would not
+    # expand once quoted.
+    return path[2:] if path.startswith("~/") else path
+
+
+def import_database(source: str | Source, target_url,
+                    options: ImportOptions | None = None,
+                    echo: Echo = _silent) -> ImportResult:
+    """Import ``source`` into the database of ``target_url`` (see the
+    module doc).  Raises OperatorError with a one-line reason on any
+    failure, after dropping the staging database; an interrupt (SIGINT,
+    or SIGTERM while this runs) is a failure too."""
+    options = options or ImportOptions()
+    if isinstance(source, str):
+        source = parse_source(source)
+    job = _Import(source, target_url, options, echo)
+    with _signals_raise():
+        try:
+            return job.run()
+        except KeyboardInterrupt as interrupt:
+            name = str(interrupt) or "SIGINT"
+            raise OperatorError(f"interrupted ({name}); nothing was imported "
+                                "and the staging database was removed")
