@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -39,6 +40,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -510,6 +512,9 @@ class Bench:
         self.ssh_config = os.path.join(self.work, "ssh_config")
         self.proxy: ThrottledProxy | None = None
         self.started = time.monotonic()
+        self.complete = False
+        self.interrupted: str | None = None
+        self._machine: dict | None = None
 
     # ---- plumbing -------------------------------------------------------
 
@@ -603,9 +608,12 @@ class Bench:
             log.flush()
             started = time.monotonic()
             try:
+                # Its own process group, so that an interrupted run can stop
+                # a whole pipeline.
                 process = subprocess.Popen(argv, env=full_env, cwd=cwd or self.work,
                                            stdin=subprocess.DEVNULL, stdout=log,
-                                           stderr=subprocess.STDOUT)
+                                           stderr=subprocess.STDOUT,
+                                           start_new_session=True)
             except OSError as error:
                 step.status, step.reason = "failed", str(error)
                 return self._record(step)
@@ -615,7 +623,14 @@ class Bench:
             sampler = MemorySampler(
                 roots, exclude={self.ssh.process.pid} if self.ssh and self.ssh.process
                 else set()).start()
-            returncode = process.wait()
+            try:
+                returncode = process.wait()
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                process.wait()
+                sampler.stop()
+                raise
             step.seconds = time.monotonic() - started
             step.memory = sampler.stop()
         if returncode == 0:
@@ -630,6 +645,7 @@ class Bench:
 
     def _record(self, step: Step) -> Step:
         self.steps[step.name] = step
+        self.save()
         return step
 
     def not_measured(self, name: str, description: str, reason: str) -> Step:
@@ -925,12 +941,12 @@ class Bench:
         if full:
             self.measure_startup(old)
             self.measure_floor(old)
-            self.measure_manual(old)
         target = f"bench_import_{datasets}"
         self.measure_import(old, target, f"import.loopback{suffix}")
         self.measure_migrate(target, suffix)
         self.drop(target)
         if full:
+            self.measure_manual(old)
             if self.args.skip_slow_link:
                 for name in ("floor_ssh.link", "manual.link", "import.link"):
                     self.not_measured(name, name, "--skip-slow-link")
@@ -958,6 +974,10 @@ class Bench:
             if self.args.compare_datasets:
                 self.scale(self.args.compare_datasets, full=False)
             self.scale(self.args.datasets, full=True)
+            self.complete = True
+        except KeyboardInterrupt as interrupt:
+            self.interrupted = str(interrupt) or "SIGINT"
+            _say(f"interrupted ({self.interrupted}): writing what was measured")
         finally:
             self.ssh.stop()
             shutil.rmtree(self.work, ignore_errors=True)
@@ -965,9 +985,20 @@ class Bench:
 
     # ---- results --------------------------------------------------------
 
+    def machine(self) -> dict:
+        if self._machine is None:
+            self._machine = machine(self.admin_url)
+        info = dict(self._machine)
+        try:
+            with open("/proc/loadavg") as handle:
+                info["loadavg_at_end"] = handle.read().split()[:3]
+        except OSError:
+            pass
+        return info
+
     def results(self) -> dict:
         results = {
-            "machine": machine(self.admin_url),
+            "machine": self.machine(),
             "parameters": {"datasets": self.args.datasets,
                            "compare_datasets": self.args.compare_datasets,
                            "seed": self.args.seed,
@@ -978,8 +1009,16 @@ class Bench:
             "steps": {name: step.as_dict() for name, step in self.steps.items()},
             "ratios": ratios(self.steps, self.args.datasets, self.args.compare_datasets),
             "wall_seconds": round(time.monotonic() - self.started, 1),
+            "complete": self.complete,
         }
+        if self.interrupted:
+            results["interrupted"] = self.interrupted
         return results
+
+    def save(self) -> None:
+        """Write the results so far: a long run stopped early still leaves
+        every figure it measured."""
+        write_results(self.results(), self.output)
 
 
 FULL_ONLY_STEPS = ("ckan_startup", "floor", "floor_ssh.loopback", "manual.loopback",
@@ -1105,7 +1144,6 @@ def machine(admin_url: str) -> dict:
             for line in handle:
                 if line.startswith("MemTotal"):
                     info["memory_mb"] = int(line.split()[1]) // 1024
-        info["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
     except OSError:
         pass
     try:
@@ -1137,6 +1175,10 @@ def format_text(results: dict) -> str:
         f"seed {params['seed']}; link {params['link_bytes_per_second'] * 8 / 1e6:g} "
         f"Mbit/s each way; wall time {results['wall_seconds']:.0f} s",
     ]
+    if not results.get("complete"):
+        lines.append("INCOMPLETE: " + (f"interrupted ({results['interrupted']})"
+                                       if results.get("interrupted")
+                                       else "still running or stopped early"))
     for scale, size in results["sizes"].items():
         lines.append(f"old site of {scale} datasets: "
                      f"{size['database_bytes'] / 2**20:.0f} MB, "
@@ -1215,12 +1257,16 @@ def main(argv: list[str] | None = None) -> int:
               "run it with `make bench`, which starts a private PostgreSQL",
               file=sys.stderr)
         return 2
+    def terminate(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, terminate)
     bench = Bench(args, admin_url, ckan_url)
     results = bench.main()
     write_results(results, bench.output)
     sys.stdout.write(format_text(results))
     _say(f"results in {os.path.join(bench.output, 'results.json')} and results.txt")
-    return 0
+    return 0 if bench.complete else 130
 
 
 if __name__ == "__main__":

@@ -124,8 +124,10 @@ def migrate(dry_run, skip_upgrade, no_archive, migrations_dir,
     options = migration.MigrationOptions(
         dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
         migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash)
+    # Progress shares stdout with the report, so that a failure's stderr
+    # is the one `Error:` line; with --json stdout is the JSON alone.
     report = migration.migrate_from_config(
-        options, progress=lambda message: click.echo(message, err=True))
+        options, progress=lambda message: click.echo(message, err=as_json))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -186,7 +188,8 @@ def _import_target_url(ctx: click.Context) -> str:
               show_default=True, metavar="N",
               help="Parallel restore jobs. 1 streams the dump straight into "
                    "pg_restore; N>1 first writes it to a file (--keep-dump "
-                   "or a temporary one) and runs pg_restore -j N. Plain SQL "
+                   "or a temporary one in $TMPDIR) and runs pg_restore -j N. "
+                   "Plain SQL "
                    "dumps always load in one job.")
 @click.option("--replace", is_flag=True,
               help="Replace a target database that already has tables; the "
@@ -224,6 +227,11 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
     full) drops the staging database and leaves the target as it was.
     Plain SQL dumps load with psql in one transaction, stopping at the
     first error; their owner and privilege statements are left out.
+
+    Through `paster datagovuk import ... -c INI` the target may not exist
+    yet (the import creates it); `ckan -c INI` needs it to exist (empty is
+    fine). Progress goes to stdout, a failure is one `Error:` line on
+    stderr.
     """
     import os
 

@@ -216,6 +216,8 @@ def start(parent: str | None = None) -> SshServer:
             "PrintLastLog no",
             "UseDNS no",
             "MaxStartups 50",
+            # scp (SFTP since OpenSSH 9) works as against a real host.
+            "Subsystem sftp internal-sftp",
             "LogLevel INFO",
             "",
         ]))

@@ -20,6 +20,7 @@ connections of its own.
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 import time
 from contextlib import contextmanager
@@ -222,7 +223,11 @@ def migrate(url: str, plugins: list[str], settings: dict[str, str],
                     transaction.rollback()
                     report.outcome = "dry run: rolled back, nothing changed"
                 else:
+                    steps.current = "commit"
+                    started = time.monotonic()
                     transaction.commit()
+                    report.timings.append(
+                        ("commit", round(time.monotonic() - started, 3)))
                     report.outcome = "committed"
             except BaseException as error:
                 transaction.rollback()
@@ -350,8 +355,11 @@ def format_report(report: MigrationReport) -> str:
             if not report.options.archive else ""))
     if report.upgrade:
         result = report.upgrade
-        lines.append(f"Schema upgrade: {len(result.revisions)} revision(s) "
-                     f"in {result.seconds:.1f} s")
+        legacy = re.match(r"legacy (\d+)$", report.schema_before)
+        noop = (f" (those up to legacy {legacy.group(1)} only recorded)"
+                if legacy else "")
+        lines.append(f"Schema upgrade: {len(result.revisions)} revision(s)"
+                     f"{noop} in {result.seconds:.1f} s")
         slowest = sorted(result.revisions, key=lambda step: -step.seconds)[:5]
         for step in slowest:
             if step.seconds >= 0.05:

@@ -578,6 +578,7 @@ class _Publisher:
     name: str
     title: str
     created: dt.datetime
+    local: bool  # a council, NHS body, police...: local organograms
 
 
 class _Generator:
@@ -745,7 +746,8 @@ class _Generator:
         for index, (title, category) in enumerate(titles):
             name = _slug(title)
             created = self.when()
-            publisher = _Publisher(self.uuid(), name, title, created)
+            publisher = _Publisher(self.uuid(), name, title, created,
+                                   local=index >= top)
             self.publishers.append(publisher)
             closed = self.rng.random() < 0.05
             history = self.history(created, support.name,
@@ -1020,13 +1022,17 @@ class _Generator:
             })
         csv_files = []
         viewer = False
+        organogram = None
         if special == known.organogram_central_dataset:
-            extras.update({"import_source": "organograms_v2",
-                           "schema": json.dumps([ORGANOGRAM_SCHEMA_CENTRAL])})
-            csv_files, viewer = ["senior", "junior"], True
+            organogram = ORGANOGRAM_SCHEMA_CENTRAL
         elif special == known.organogram_local_dataset:
+            organogram = ORGANOGRAM_SCHEMA_LOCAL
+        elif special is None and not harvested_kind and rng.random() < 0.03:
+            organogram = (ORGANOGRAM_SCHEMA_LOCAL if publisher.local
+                          else ORGANOGRAM_SCHEMA_CENTRAL)
+        if organogram:
             extras.update({"import_source": "organograms_v2",
-                           "schema": json.dumps([ORGANOGRAM_SCHEMA_LOCAL])})
+                           "schema": json.dumps([organogram])})
             csv_files, viewer = ["senior", "junior"], True
         elif special == known.schema_dataset:
             extras["schema"] = json.dumps([special_id("spend-schema")])
@@ -1330,6 +1336,22 @@ def _restore_constraints(cursor, foreign_keys, indexes) -> None:
             f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
 
 
+def _check_empty_old_schema(cursor, url, harvest: bool) -> None:
+    cursor.execute("SELECT to_regclass('public.migrate_version'), "
+                   "to_regclass('public.harvest_source')")
+    migrate_version, harvest_source = cursor.fetchone()
+    if migrate_version is None:
+        raise OperatorError(f"{db.safe_url(url)} has no old (CKAN 2.2) "
+                            "schema: build it first (build_schema)")
+    if harvest and harvest_source is None:
+        raise OperatorError(f"{db.safe_url(url)} has no harvest tables: "
+                            "populate it with harvest=False")
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM package)")
+    if cursor.fetchone()[0]:
+        raise OperatorError(f"{db.safe_url(url)} already holds datasets: "
+                            "populate needs an empty old schema")
+
+
 def populate(url, datasets: int = 200, seed: int = 1, harvest: bool = True,
              progress: Progress = None) -> dict:
     """Fill the old schema of ``url`` (``build_schema``) with a site of
@@ -1343,6 +1365,7 @@ def populate(url, datasets: int = 200, seed: int = 1, harvest: bool = True,
     try:
         with connection:
             with connection.cursor() as cursor:
+                _check_empty_old_schema(cursor, url, harvest)
                 cursor.execute("SET LOCAL synchronous_commit = off")
                 cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 foreign_keys, indexes = _set_aside_constraints(cursor)

@@ -43,15 +43,16 @@ DEFAULT_MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__))
                                       "migrations")
 LEDGER = "datagovuk.applied_migrations"
 FILENAME_PATTERN = re.compile(r"^(\d{3})_[A-Za-z0-9_.-]+\.sql$")
-STEP_NOTICE_PATTERN = re.compile(
-    r"^(?:NOTICE|WARNING):\s+step (\d+): (.*?)(?:: (\d+))?\s*$")
+# "NOTICE:  step 5: users deleted: 12"; the severity word is translated
+# when the server's lc_messages is not English.
+STEP_NOTICE_PATTERN = re.compile(r"^\w+:\s+step (\d+): (.*?)(?:: (\d+))?\s*$")
 
 # The GUCs 001 reads with current_setting(name, true).
 KEEP_SYSADMINS_GUC = "datagovuk.keep_sysadmins"
 ORGANOGRAM_BASE_URL_GUC = "datagovuk.organogram_base_url"
 SITE_USER_GUC = "datagovuk.site_user"
 
-_DOLLAR_QUOTED = re.compile(r"\$([A-Za-z_]\w*)?\$.*?\$\1\$", re.DOTALL)
+_DOLLAR_QUOTED = re.compile(r"\$([A-Za-z_]\w*|)\$.*?\$\1\$", re.DOTALL)
 _LINE_COMMENT = re.compile(r"--[^\n]*")
 _BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
@@ -226,6 +227,10 @@ def run_file(connection: Connection, migration: MigrationFile) -> list[str]:
             "must not control the transaction (the runner wraps them in one)")
     if not connection.in_transaction():
         connection.begin()
+    # The step notices are the report: make sure the server sends them.
+    connection.exec_driver_sql(
+        "SELECT set_config('client_min_messages', 'notice', true) "
+        "WHERE current_setting('client_min_messages') IN ('warning', 'error')")
     # The file goes to psycopg2 directly, without parameters: SQLAlchemy's
     # exec_driver_sql always passes some, and psycopg2 then reads every '%'
     # (LIKE '%.csv') as a placeholder. Same DBAPI connection, so the same

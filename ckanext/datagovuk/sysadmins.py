@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
-from sqlalchemy import func, text
+from sqlalchemy import exc, func, text
 
-from ckanext.datagovuk import settings, status
+from ckanext.datagovuk import db, settings, status
 from ckanext.datagovuk.errors import OperatorError
 
 VIA_NAMES = "names"
@@ -206,6 +206,9 @@ def promote(names: Iterable[str] = (), demoted: bool = False,
             if user.id in done:
                 continue
             done.add(user.id)
+            # Locks the row: a promote running at the same time waits, then
+            # finds the user a sysadmin, so each promotion is recorded once.
+            session.refresh(user, with_for_update=True)
             if user.sysadmin:
                 result.already.append(user.name)
                 continue
@@ -222,6 +225,9 @@ def promote(names: Iterable[str] = (), demoted: bool = False,
                  for p in result.promoted])
         result.after = current_sysadmins()
         session.commit()
+    except exc.DBAPIError as error:
+        session.rollback()
+        raise OperatorError(f"nobody promoted: {db.first_line(error.orig)}")
     except BaseException:
         session.rollback()
         raise

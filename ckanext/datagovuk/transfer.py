@@ -167,6 +167,10 @@ class SshSettings:
     config_file: str | None = None                     # ssh -F
 
     def check(self) -> None:
+        if self.identity_file:
+            self.identity_file = os.path.expanduser(self.identity_file)
+        if self.config_file:
+            self.config_file = os.path.expanduser(self.config_file)
         for option in self.options:
             key, _, value = option.strip().replace("=", " ", 1).partition(" ")
             if not key or not value.strip():
@@ -675,7 +679,8 @@ class _Import:
         self.load()
         with self.phase("verify"):
             counts, size, pretty = self.verify()
-        with self.phase("swap"):
+        # Not interruptible: the operator is told exactly what happened.
+        with self.phase("swap"), _signals_ignored():
             backup = self.swap(state)
         return ImportResult(
             database=self.target, size_bytes=size, size_pretty=pretty,
@@ -1158,12 +1163,10 @@ class _Import:
                       f"{self.target_url.username})")
 
     def work_dir(self) -> str:
+        # In $TMPDIR: the table-of-contents peek and, for --jobs N without
+        # --keep-dump, the spooled dump.
         if self.temp_dir is None:
-            base = None
-            if self.options.keep_dump:
-                base = os.path.dirname(os.path.abspath(self.options.keep_dump))
-            self.temp_dir = tempfile.mkdtemp(prefix="datagovuk-import-",
-                                             dir=base)
+            self.temp_dir = tempfile.mkdtemp(prefix="datagovuk-import-")
         return self.temp_dir
 
     # -- verify and swap ---------------------------------------------------

@@ -287,6 +287,6 @@ def upgrade(connection: Connection, plugins: Iterable[str] = (),
     started = time.monotonic()
     result = upgrade_core(connection, progress)
     upgrade_plugins(connection, plugins, result, progress)
-    log.info("schema upgrade %s -> %s in %.1f s", result.version_before,
+    log.debug("schema upgrade %s -> %s in %.1f s", result.version_before,
              result.version_after, time.monotonic() - started)
     return result

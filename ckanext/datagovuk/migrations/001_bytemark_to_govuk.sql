@@ -63,8 +63,6 @@
 -- It is set-based throughout (no per-row loops) so that it scales to the
 -- real site (about 50,000 datasets, millions of revision rows).
 
-SET LOCAL client_min_messages = notice;
-
 -- Step 0: bookkeeping outside the public schema (so `ckan db check` stays
 -- clean) and helper indexes for the foreign-key checks of the deletes below.
 CREATE SCHEMA IF NOT EXISTS datagovuk;
@@ -266,10 +264,15 @@ BEGIN
     GET DIAGNOSTICS changed = ROW_COUNT;
     RAISE NOTICE 'step 5: activity rows about deleted users deleted: %', changed;
 
+    -- two statements: a join on "follower OR followed" cannot be hashed
     DELETE FROM user_following_user f USING datagovuk_doomed_users d
-        WHERE f.follower_id = d.id OR f.object_id = d.id;
+        WHERE f.follower_id = d.id;
     GET DIAGNOSTICS changed = ROW_COUNT;
-    RAISE NOTICE 'step 5: user_following_user rows deleted: %', changed;
+    RAISE NOTICE 'step 5: user_following_user rows of followers deleted: %', changed;
+    DELETE FROM user_following_user f USING datagovuk_doomed_users d
+        WHERE f.object_id = d.id;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RAISE NOTICE 'step 5: user_following_user rows of followed users deleted: %', changed;
     DELETE FROM user_following_dataset f USING datagovuk_doomed_users d
         WHERE f.follower_id = d.id;
     GET DIAGNOSTICS changed = ROW_COUNT;
@@ -518,6 +521,30 @@ BEGIN
     ANALYZE datagovuk_duplicate_jobs;
     ANALYZE datagovuk_duplicate_objects;
 
+    -- Each deleted job or object makes PostgreSQL look for rows still
+    -- pointing at it; these columns have no index of their own, and the
+    -- object tables are the largest harvest tables.  Dropped below.
+    IF to_regclass('harvest_object_extra') IS NOT NULL THEN
+        CREATE INDEX IF NOT EXISTS datagovuk_001_harvest_object_extra_object
+            ON harvest_object_extra (harvest_object_id);
+    END IF;
+    IF to_regclass('harvest_object_error') IS NOT NULL THEN
+        CREATE INDEX IF NOT EXISTS datagovuk_001_harvest_object_error_object
+            ON harvest_object_error (harvest_object_id);
+    END IF;
+    IF to_regclass('harvest_gather_error') IS NOT NULL THEN
+        CREATE INDEX IF NOT EXISTS datagovuk_001_harvest_gather_error_job
+            ON harvest_gather_error (harvest_job_id);
+    END IF;
+    IF to_regclass('harvest_object') IS NOT NULL THEN
+        CREATE INDEX IF NOT EXISTS datagovuk_001_harvest_object_job
+            ON harvest_object (harvest_job_id);
+        IF objects_have_source THEN
+            CREATE INDEX IF NOT EXISTS datagovuk_001_harvest_object_source
+                ON harvest_object (harvest_source_id);
+        END IF;
+    END IF;
+
     IF to_regclass('harvest_object_extra') IS NOT NULL THEN
         DELETE FROM harvest_object_extra x USING datagovuk_duplicate_objects o
             WHERE x.harvest_object_id = o.id;
@@ -553,6 +580,11 @@ BEGIN
 
     DROP TABLE datagovuk_duplicate_objects;
     DROP TABLE datagovuk_duplicate_jobs;
+    DROP INDEX IF EXISTS datagovuk_001_harvest_object_extra_object;
+    DROP INDEX IF EXISTS datagovuk_001_harvest_object_error_object;
+    DROP INDEX IF EXISTS datagovuk_001_harvest_gather_error_job;
+    DROP INDEX IF EXISTS datagovuk_001_harvest_object_job;
+    DROP INDEX IF EXISTS datagovuk_001_harvest_object_source;
 END
 $step8$;
 

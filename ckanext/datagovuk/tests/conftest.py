@@ -229,3 +229,21 @@ def dump_database(url: str, *options: str) -> str:
                             capture_output=True, check=True)
     return "\n".join(line for line in result.stdout.splitlines()
                      if not line.startswith(("\\restrict", "\\unrestrict")))
+
+
+@pytest.fixture(scope="session")
+def migrated_old_site_template(pg_admin_url, ckan_db_url, old_site_template):
+    """Name of a template database holding the old site after a full
+    ``ckan -c test.ini datagovuk migrate --resolve-email-clash keep-oldest``
+    (no promotion yet); copy it with ``make_database(template=...)``."""
+    name = f"tmpl_migrated_{uuid.uuid4().hex[:8]}"
+    owner = db.parse(ckan_db_url).username
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
+                                f'TEMPLATE "{old_site_template}"')
+    url = db.with_database(ckan_db_url, name).render_as_string(
+        hide_password=False)
+    result = ckan_datagovuk(["migrate", "--resolve-email-clash", "keep-oldest"],
+                            db_url=url)
+    assert result.returncode == 0, result.stderr
+    yield name
+    drop_database(pg_admin_url, name)

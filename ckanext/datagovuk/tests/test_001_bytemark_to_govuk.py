@@ -10,6 +10,7 @@ so every case is explicit.  The generated old site (engineer A's
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 
@@ -621,7 +622,6 @@ def test_user_d_users_get_valid_unique_names_from_their_fullname(migrated):
     assert {user_id: remaining[user_id][0] for user_id in EXPECTED_NAMES} == EXPECTED_NAMES
     names = [name for name, _ in remaining.values()]
     assert len(names) == len(set(names))
-    import re
     valid = re.compile(r"^[a-z0-9_-]{3,100}$")
     renamed = [remaining[user_id][0] for user_id, name in EXPECTED_NAMES.items()
                if not name.startswith("user_d")]
@@ -793,7 +793,6 @@ def test_generated_old_site(old_site):
     assert set(demoted) == {ids[name] for name in known.sysadmins if name != known.site_user}
     assert all(demoted[user_id] == names[user_id] for user_id in demoted)
     # names: valid and unique; clashes resolved; unusable fullnames kept
-    import re
     valid = re.compile(r"^[a-z0-9_-]{3,100}$")
     renamed = [name for user_id, name in names.items()
                if name not in ids]

@@ -32,6 +32,15 @@ def test_the_ssh_config_alias_reaches_it(server):
     assert result.stdout.strip() == "via-alias"
 
 
+def test_scp_copies_a_file(server, tmp_path):
+    copy = tmp_path / "hostname"
+    result = subprocess.run(["scp", "-q", "-F", server.ssh_config_file,
+                             f"{server.alias}:/etc/hostname", str(copy)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert copy.read_text() == open("/etc/hostname").read()
+
+
 def test_host_key_checking_stays_on(server, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")

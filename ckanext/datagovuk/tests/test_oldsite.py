@@ -524,6 +524,21 @@ def test_populate_refuses_too_few_datasets(make_database, empty_schema_template)
     assert scalar(url, "SELECT count(*) FROM package") == 0
 
 
+def test_populate_refuses_a_database_it_cannot_fill(
+        make_database, empty_schema_template, old_site_template_no_harvest):
+    with pytest.raises(OperatorError, match="no old"):
+        oldsite.populate(make_database(), datasets=20)
+    no_harvest = make_database(template=old_site_template_no_harvest)
+    with pytest.raises(OperatorError, match="no harvest tables"):
+        oldsite.populate(no_harvest, datasets=20)
+    url = make_database(template=empty_schema_template)
+    oldsite.populate(url, datasets=20)
+    before = oldsite.content_checksum(url)
+    with pytest.raises(OperatorError, match="already holds datasets"):
+        oldsite.populate(url, datasets=20, seed=2)
+    assert oldsite.content_checksum(url) == before
+
+
 def test_build_schema_twice_fails_and_changes_nothing(make_database,
                                                       empty_schema_template):
     url = make_database(template=empty_schema_template)

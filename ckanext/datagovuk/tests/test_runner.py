@@ -59,18 +59,23 @@ def dump(engine) -> str:
                      if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
+def log(name: str) -> str:
+    """SQL that records ``name`` after what is already recorded (no serial:
+    sequences do not roll back, and the tests compare dumps)."""
+    return ("INSERT INTO applied_order (position, name) "
+            f"SELECT count(*), '{name}' FROM applied_order;\n")
+
+
 @pytest.fixture
 def three_files(tmp_path):
     """Three migrations that log their order, in a folder with noise."""
-    write(tmp_path, "010_third.sql",
-          "INSERT INTO applied_order (name) VALUES ('010');")
+    write(tmp_path, "010_third.sql", log("010"))
     write(tmp_path, "002_second.sql",
-          "INSERT INTO applied_order (name) VALUES ('002');\n"
-          "-- a percent sign must reach PostgreSQL as it is\n"
-          "INSERT INTO applied_order (name) SELECT 'like' WHERE 'a%b' LIKE 'a%';")
+          log("002") + "-- a percent sign must reach PostgreSQL as it is\n"
+          + log("like").replace("FROM applied_order;",
+                                "FROM applied_order WHERE 'a%b' LIKE 'a%';"))
     write(tmp_path, "001_first.sql",
-          "CREATE TABLE applied_order (position serial, name text);\n"
-          "INSERT INTO applied_order (name) VALUES ('001');")
+          "CREATE TABLE applied_order (position int, name text);\n" + log("001"))
     write(tmp_path, "README.md", "not a migration")
     write(tmp_path, "1_too_short.sql", "SELECT broken syntax here;")
     write(tmp_path, "003_notes.txt", "SELECT broken syntax here;")
@@ -128,7 +133,7 @@ def test_a_second_run_applies_nothing_and_changes_nothing(engine, three_files):
 
 def test_only_new_files_apply_later(engine, three_files):
     apply(engine, three_files)
-    write(three_files, "011_fourth.sql", "INSERT INTO applied_order (name) VALUES ('011');")
+    write(three_files, "011_fourth.sql", log("011"))
     applied = apply(engine, three_files)
     assert [migration.name for migration in applied] == ["011_fourth.sql"]
     assert len(ledger(engine)) == 4
@@ -137,7 +142,7 @@ def test_only_new_files_apply_later(engine, three_files):
 def test_a_changed_applied_file_is_refused_by_name(engine, three_files):
     apply(engine, three_files)
     write(three_files, "002_second.sql", "SELECT 'edited';")
-    write(three_files, "011_fourth.sql", "INSERT INTO applied_order (name) VALUES ('011');")
+    write(three_files, "011_fourth.sql", log("011"))
     before = dump(engine)
     with pytest.raises(OperatorError) as raised:
         apply(engine, three_files)
@@ -148,9 +153,9 @@ def test_a_changed_applied_file_is_refused_by_name(engine, three_files):
 def test_a_broken_file_leaves_database_and_ledger_unchanged(engine, three_files):
     apply(engine, three_files)
     # 011 works, 012 fails halfway: both must be rolled back
-    write(three_files, "011_fine.sql", "INSERT INTO applied_order (name) VALUES ('011');")
+    write(three_files, "011_fine.sql", log("011"))
     write(three_files, "012_broken.sql",
-          "INSERT INTO applied_order (name) VALUES ('012');\n"
+          log("012") +
           "UPDATE applied_order SET name = 'changed';\n"
           "SELECT * FROM no_such_table;\n")
     before = dump(engine)
@@ -254,3 +259,13 @@ def test_parse_step_notices():
         runner.StepNotice(4, "URLs rewritten (skipped: no base URL)", 0),
         runner.StepNotice(6, "the site user x is not a sysadmin", None)]
     assert str(runner.StepNotice(1, "tag rows deleted", 12)) == "step 1: tag rows deleted: 12"
+
+
+def test_notices_come_back_even_when_the_session_hides_them(engine, tmp_path):
+    write(tmp_path, "001_report.sql",
+          "DO $$ BEGIN RAISE NOTICE 'step 1: rows counted: %', 3; END $$;")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SET client_min_messages = warning")
+        [applied] = runner.apply_pending(connection, str(tmp_path))
+        connection.rollback()
+    assert applied.steps == [runner.StepNotice(1, "rows counted", 3)]

@@ -166,6 +166,22 @@ def assert_failed_cleanly(result, target_url, before, admin_url) -> str:
     return message
 
 
+def import_in_process(args, db_url) -> subprocess.CompletedProcess:
+    """The ``import`` command as ``paster`` runs it (the click group with
+    the configured target URL), in this process: the same code path as a
+    subprocess without its few seconds of start-up."""
+    from click.testing import CliRunner
+
+    from ckanext.datagovuk.cli import ConfiguredDatabase, datagovuk
+
+    result = CliRunner().invoke(datagovuk, ["import", *args],
+                                obj=ConfiguredDatabase(db_url))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(args, result.exit_code,
+                                       result.stdout, result.stderr)
+
+
 def start_paster_import(args, db_url) -> subprocess.Popen:
     env = {**os.environ, "CKAN_SQLALCHEMY_URL": db_url}
     return subprocess.Popen(
@@ -373,16 +389,12 @@ FAILURES = {
         lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
                                    *ssh_args(s), "--keep-dump", "/dev/full"],
         "No space left on device"),
-    "password in --remote-db": (
-        lambda s, src, dump, tmp: [s.destination, *ssh_args(s),
-                                   "--remote-db", src[1] + " password=secret"],
-        "must not hold a password"),
-    "host key checking turned off": (
-        lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
-                                   *ssh_args(s), "--ssh-option",
-                                   "StrictHostKeyChecking=no"],
-        "host key checking stays on"),
 }
+
+
+# These run through a real `paster` process; the others in-process.
+PASTER_FAILURES = {"truncated local dump", "wrong remote database name",
+                   "refused key"}
 
 
 @pytest.mark.parametrize("case", sorted(FAILURES))
@@ -392,8 +404,11 @@ def test_failure_leaves_the_target_as_it_was(case, ssh_server, source,
     make_args, expected = FAILURES[case]
     args = make_args(ssh_server, source, old_site_dump, tmp_path)
     before = fingerprint(existing_target)
-    result = paster_datagovuk(["import", *args, "--replace"],
-                              db_url=existing_target)
+    if case in PASTER_FAILURES:
+        result = paster_datagovuk(["import", *args, "--replace"],
+                                  db_url=existing_target)
+    else:
+        result = import_in_process([*args, "--replace"], existing_target)
     message = assert_failed_cleanly(result, existing_target, before,
                                     pg_admin_url)
     assert expected in message
@@ -409,8 +424,7 @@ def test_a_dump_of_something_else_is_not_swapped_in(
     subprocess.run(["pg_dump", "-Fc", "-O", "-x", "-f", str(dump)],
                    env=db.libpq_env(other), check=True)
     before = fingerprint(existing_target)
-    result = paster_datagovuk(["import", str(dump), "--replace"],
-                              db_url=existing_target)
+    result = import_in_process([str(dump), "--replace"], existing_target)
     message = assert_failed_cleanly(result, existing_target, before,
                                     pg_admin_url)
     assert "not a CKAN database" in message and "resource" in message
@@ -445,8 +459,7 @@ def test_a_dump_needing_an_extension_this_server_lacks_is_refused(
             if os.path.exists(path):
                 os.unlink(path)
     before = fingerprint(existing_target)
-    result = paster_datagovuk(["import", str(dump), "--replace"],
-                              db_url=existing_target)
+    result = import_in_process([str(dump), "--replace"], existing_target)
     message = assert_failed_cleanly(result, existing_target, before,
                                     pg_admin_url)
     assert f"needs the PostgreSQL extension {name}" in message
@@ -458,8 +471,8 @@ def test_a_connected_site_blocks_the_swap(old_site_dump, existing_target,
     site = db.connect(existing_target, application_name="ckan-site")
     try:
         before = fingerprint(existing_target)
-        result = paster_datagovuk(["import", old_site_dump, "--replace"],
-                                  db_url=existing_target)
+        result = import_in_process([old_site_dump, "--replace"],
+                                   existing_target)
         message = assert_failed_cleanly(result, existing_target, before,
                                         pg_admin_url)
         assert "1 other session(s)" in message and "ckan-site" in message
@@ -497,6 +510,51 @@ def test_interrupted_mid_stream(how, ssh_server, source, existing_target,
         assert "closed by remote host" in message
     else:
         assert "interrupted (SIGTERM)" in message
+
+
+def test_refused_before_anything_runs(ssh_server, source, existing_target,
+                                      pg_admin_url):
+    before = fingerprint(existing_target)
+    cases = {
+        "must not hold a password": transfer.ImportOptions(
+            remote_db=source[1] + " password=secret", replace=True),
+        "host key checking stays on": transfer.ImportOptions(
+            remote_db=source[1], replace=True, ssh=transfer.SshSettings(
+                port=ssh_server.port, identity_file=ssh_server.identity_file,
+                options=["StrictHostKeyChecking=no"])),
+        "--drop-old only makes sense with --replace": transfer.ImportOptions(
+            drop_old=True),
+    }
+    for expected, options in cases.items():
+        with pytest.raises(OperatorError, match=expected) as error:
+            transfer.import_database(ssh_server.destination, existing_target,
+                                     options)
+        assert "secret" not in str(error.value)
+        assert "\n" not in str(error.value)
+    assert fingerprint(existing_target) == before
+    assert leftovers(pg_admin_url, database_name(existing_target)) == []
+
+
+def test_without_createdb_the_admin_url_creates_and_renames(
+        old_site_dump, source, pg_admin_url, ckan_db_url):
+    role = f"ckan_nocreatedb_{uuid.uuid4().hex[:8]}"
+    admin_execute(pg_admin_url, f"CREATE ROLE {role} LOGIN NOCREATEDB "
+                                "PASSWORD 'rolepass'")
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{role}" OWNER {role}')
+    url = db.parse(ckan_db_url).set(username=role, password="rolepass",
+                                    database=role)
+    try:
+        with pytest.raises(OperatorError, match="no CREATEDB"):
+            transfer.import_database(old_site_dump, url)
+        result = transfer.import_database(
+            old_site_dump, url, transfer.ImportOptions(admin_url=pg_admin_url))
+        assert result.database == role
+        assert_imported(url, source)
+    finally:
+        drop_database(pg_admin_url, role)
+        for leftover in leftovers(pg_admin_url, role):
+            drop_database(pg_admin_url, leftover)
+        admin_execute(pg_admin_url, f"DROP ROLE {role}")
 
 
 # --------------------------------------------------------------------------
