@@ -698,7 +698,9 @@ class Bench:
         if not step.ok:
             self.drop(database)
             return None
-        self.admin_sql("VACUUM ANALYZE", database)
+        # Set hint bits and the visibility map now (the generator already
+        # ran ANALYZE), so the first copy does not pay for them.
+        self.admin_sql("VACUUM", database)
         self.sizes[str(datasets)] = self.measure_size(database)
         return database
 
@@ -727,6 +729,16 @@ class Bench:
 
         direct = shlex.quote(_conninfo(self.url(old, admin=True)))
         return {
+            "ssh_fc_z0_file_j2": (
+                "ssh host pg_dump -Fc -Z0 > file; pg_restore -j2 file",
+                f"createdb {{target}} && {ssh(f'pg_dump -Fc -Z0 {conninfo}')} "
+                f"> {local}.dump && {restore} -j2 {local}.dump; "
+                f"status=$?; rm -f {local}.dump; exit $status"),
+            "libpq_fd_j2": (
+                "pg_dump -Fd -j2 -Z0 over libpq (no ssh); pg_restore -j2 dir",
+                f"rm -rf {local}.d && createdb {{target}} && "
+                f"pg_dump -Fd -j2 -Z0 -f {local}.d {direct} && "
+                f"{restore} -j2 {local}.d; status=$?; rm -rf {local}.d; exit $status"),
             "ssh_fc_stream": (
                 "ssh host pg_dump -Fc | pg_restore (streamed, default compression)",
                 f"createdb {{target}} && {ssh(f'pg_dump -Fc {conninfo}')} | {restore}"),
@@ -736,11 +748,6 @@ class Bench:
             "ssh_fc_z1_stream": (
                 "ssh host pg_dump -Fc -Z1 | pg_restore (streamed, fast compression)",
                 f"createdb {{target}} && {ssh(f'pg_dump -Fc -Z1 {conninfo}')} | {restore}"),
-            "ssh_fc_z0_file_j2": (
-                "ssh host pg_dump -Fc -Z0 > file; pg_restore -j2 file",
-                f"createdb {{target}} && {ssh(f'pg_dump -Fc -Z0 {conninfo}')} "
-                f"> {local}.dump && {restore} -j2 {local}.dump; "
-                f"status=$?; rm -f {local}.dump; exit $status"),
             "ssh_fd_j2": (
                 "ssh host 'pg_dump -Fd -j2 -Z0 && tar' | tar -x; pg_restore -j2 dir",
                 f"rm -rf {local}.d && mkdir -p {local}.d && createdb {{target}} && "
@@ -752,11 +759,6 @@ class Bench:
             "libpq_fc_z0_stream": (
                 "pg_dump -Fc -Z0 over libpq (no ssh) | pg_restore",
                 f"createdb {{target}} && pg_dump -Fc -Z0 {direct} | {restore}"),
-            "libpq_fd_j2": (
-                "pg_dump -Fd -j2 -Z0 over libpq (no ssh); pg_restore -j2 dir",
-                f"rm -rf {local}.d && createdb {{target}} && "
-                f"pg_dump -Fd -j2 -Z0 -f {local}.d {direct} && "
-                f"{restore} -j2 {local}.d; status=$?; rm -rf {local}.d; exit $status"),
         }
 
     def copy(self, name: str, description: str, script: str) -> Step:
@@ -767,14 +769,22 @@ class Bench:
         self.drop(target)
         return step
 
-    def measure_floor(self, old: str) -> None:
+    def floor_plan(self, old: str) -> list[str]:
         routes = self.floor_routes(old)
         chosen = (self.args.floor_variants.split(",") if self.args.floor_variants
                   else list(routes))
-        for variant in chosen:
-            if variant not in routes:
-                raise SystemExit(f"unknown floor variant {variant!r}: "
-                                 f"{', '.join(routes)}")
+        unknown = [variant for variant in chosen if variant not in routes]
+        if unknown:
+            raise SystemExit(f"unknown floor variant {unknown[0]!r}: "
+                             f"{', '.join(routes)}")
+        return chosen
+
+    def measure_floor(self, old: str, variants: list[str]) -> None:
+        """Copy with each variant, then (re)compute the floor: the first
+        variant runs before our commands, the others after everything else,
+        so that a run stopped early still has a floor."""
+        routes = self.floor_routes(old)
+        for variant in variants:
             description, script = routes[variant]
             self.copy(f"floor.{variant}", description, script)
             self.floor_variants.append(f"floor.{variant}")
@@ -798,11 +808,12 @@ class Bench:
     def measure_floor_link(self, old: str) -> None:
         routes = self.floor_routes(old, link=True)
         best_loopback = self.steps.get("floor_ssh.loopback")
-        variants = ["ssh_fc_stream"]
+        variants = []
         if best_loopback and best_loopback.ok:
-            variant = best_loopback.details["best"].split(".", 1)[1]
-            if variant not in variants:
-                variants.append(variant)
+            variants.append(best_loopback.details["best"].split(".", 1)[1])
+        # Default compression too: what helps on loopback may not on a link.
+        if "ssh_fc_stream" not in variants:
+            variants.append("ssh_fc_stream")
         names = []
         for variant in variants:
             description, script = routes[variant]
@@ -940,7 +951,8 @@ class Bench:
             return
         if full:
             self.measure_startup(old)
-            self.measure_floor(old)
+            floor_variants = self.floor_plan(old)
+            self.measure_floor(old, floor_variants[:1])
         target = f"bench_import_{datasets}"
         self.measure_import(old, target, f"import.loopback{suffix}")
         self.measure_migrate(target, suffix)
@@ -954,14 +966,16 @@ class Bench:
                 self.proxy = ThrottledProxy(self.ssh.port).start()
                 self.write_ssh_config()
                 try:
-                    self.measure_floor_link(old)
-                    self.measure_manual(old, link=True)
+                    # The routes in a ratio first, for a run stopped early.
                     self.measure_import(old, f"bench_import_link_{datasets}",
                                         "import.link", link=True)
                     self.drop(f"bench_import_link_{datasets}")
+                    self.measure_manual(old, link=True)
+                    self.measure_floor_link(old)
                 finally:
                     self.proxy.stop()
                     self.proxy = None
+            self.measure_floor(old, floor_variants[1:])
         if not self.args.keep_old:
             self.drop(old)
 
@@ -988,13 +1002,7 @@ class Bench:
     def machine(self) -> dict:
         if self._machine is None:
             self._machine = machine(self.admin_url)
-        info = dict(self._machine)
-        try:
-            with open("/proc/loadavg") as handle:
-                info["loadavg_at_end"] = handle.read().split()[:3]
-        except OSError:
-            pass
-        return info
+        return {**self._machine, "loadavg_at_end": _loadavg()}
 
     def results(self) -> dict:
         results = {
@@ -1129,10 +1137,19 @@ def ratios(steps: dict[str, Step], datasets: int, compare: int) -> dict:
     return out
 
 
+def _loadavg() -> list[str]:
+    try:
+        with open("/proc/loadavg") as handle:
+            return handle.read().split()[:3]
+    except OSError:
+        return []
+
+
 def machine(admin_url: str) -> dict:
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
             "nproc": os.cpu_count(), "platform": platform.platform(),
+            "loadavg_at_start": _loadavg(),
             "python": platform.python_version()}
     try:
         with open("/proc/cpuinfo") as handle:
@@ -1171,6 +1188,8 @@ def format_text(results: dict) -> str:
         f"date {m['date']}; {m.get('cpu', '?')}, {m['nproc']} CPUs, "
         f"{m.get('memory_mb', '?')} MB; PostgreSQL {m.get('postgresql', '?')}; "
         f"{m.get('ssh', '')}",
+        f"load average (1, 5, 15 min) at start {' '.join(m.get('loadavg_at_start', []))}, "
+        f"at end {' '.join(m.get('loadavg_at_end', []))}",
         f"scale N = {params['datasets']} datasets, M = {params['compare_datasets']}; "
         f"seed {params['seed']}; link {params['link_bytes_per_second'] * 8 / 1e6:g} "
         f"Mbit/s each way; wall time {results['wall_seconds']:.0f} s",
@@ -1201,6 +1220,14 @@ def format_text(results: dict) -> str:
             f"{'' if python is None else python:>10} "
             f"{'' if client_mb is None else client_mb:>13} "
             f"{'' if remote is None else remote:>10}  {what}")
+    phases = [(name, step["details"]["reported_phases"])
+              for name, step in results["steps"].items()
+              if step.get("details", {}).get("reported_phases")]
+    if phases:
+        lines += ["", "phases our commands reported (seconds):"]
+        for name, reported in phases:
+            lines.append(f"  {name:<32} " + ", ".join(
+                f"{phase} {seconds:g}" for phase, seconds in reported.items()))
     lines += ["", f"{'ratio':<38} {'value':>8} {'target':>8}  result"]
     for key, ratio in results["ratios"].items():
         value = ratio["value"]

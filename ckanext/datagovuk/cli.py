@@ -80,7 +80,8 @@ def status(as_json):
                    "revision, the old authorization tables, related, rating, "
                    "resource_group, package_extra, group_extra) to "
                    "datagovuk_legacy. Tables CKAN does not know are still "
-                   "moved there, never dropped.")
+                   "moved there, never dropped, and related items are still "
+                   "copied (CKAN's upgrade would leave them in public).")
 @click.option("--migrations-dir", type=click.Path(file_okay=False),
               help="Folder of NNN_*.sql data migrations (default: the ones "
                    "shipped with ckanext-datagovuk).")
@@ -112,7 +113,8 @@ def migrate(dry_run, skip_upgrade, no_archive, migrations_dir,
        dataset at revision 074), then the migrations of the plugins in
        ckan.plugins.
 
-    Any failure, Ctrl-C or SIGTERM rolls everything back. Settings:
+    Any failure, Ctrl-C or SIGTERM rolls everything back. Run it with
+    ckan.plugins as the site will run (their migrations run too). Settings:
     ckanext.datagovuk.keep_sysadmins, ckanext.datagovuk.organogram_base_url,
     ckan.site_id. Afterwards: `datagovuk promote --demoted` and
     `ckan search-index rebuild`.

@@ -47,10 +47,28 @@ def run(args: list[str]) -> int:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code
 
-    from ckan.cli.cli import ckan
+    from ckan.cli.cli import CtxObject
     try:
-        ckan.main(["-c", os.path.abspath(config), "datagovuk", *rest],
-                  prog_name="paster")
+        # What `ckan -c` does before running a command, but a config CKAN
+        # rejects becomes one line instead of several and a traceback.
+        ckan_context = CtxObject(os.path.abspath(config))
+    except Exception as error:
+        print(f"Error: CKAN cannot load the config {config}: "
+              f"{config_problem(error)}", file=sys.stderr)
+        return preconditions.UsageError.exit_code
+    return _main(datagovuk, rest, ckan_context)
+
+
+def config_problem(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines
+             if line != "Invalid configuration values provided:"]
+    return "; ".join(lines) or type(error).__name__
+
+
+def _main(group, args: list[str], obj) -> int:
+    try:
+        group.main(args, prog_name="paster datagovuk", obj=obj)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 1
     return 0
@@ -69,12 +87,7 @@ def run_import(config: str | None, rest: list[str]) -> int:
     except preconditions.PreconditionError as error:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code
-    try:
-        datagovuk.main(rest, prog_name="paster datagovuk",
-                       obj=ConfiguredDatabase(url))
-    except SystemExit as exit:
-        return exit.code if isinstance(exit.code, int) else 1
-    return 0
+    return _main(datagovuk, rest, ConfiguredDatabase(url))
 
 
 class DatagovukCommand(Command):

@@ -30,9 +30,8 @@ def check_config_file(path: str | None) -> None:
 
 
 def database_url(config_path: str) -> str:
-    """``sqlalchemy.url`` as CKAN will see it (the environment wins)."""
-    if os.environ.get("CKAN_SQLALCHEMY_URL"):
-        return os.environ["CKAN_SQLALCHEMY_URL"]
+    """``sqlalchemy.url`` as CKAN will see it (the environment wins); the
+    file is parsed either way, so a broken one is caught here."""
     parser = configparser.ConfigParser(
         defaults={"here": os.path.dirname(os.path.abspath(config_path))},
         strict=False)
@@ -42,6 +41,7 @@ def database_url(config_path: str) -> str:
     except configparser.Error as error:
         raise UsageError(f"CKAN config {config_path} cannot be read: "
                          f"{str(error).splitlines()[0]}")
+    url = os.environ.get("CKAN_SQLALCHEMY_URL") or url
     if not url:
         raise UsageError(f"CKAN config {config_path} has no sqlalchemy.url "
                          "in [app:main]")

@@ -214,8 +214,13 @@ def next_step(database: dict, data: dict,
     """The next command to run, and why."""
     if not database["is_ckan"]:
         return "import", "this database holds no CKAN site yet"
-    if data["pending"] or data["changed"]:
-        names = ", ".join(data["pending"] + data["changed"])
+    if data["changed"]:
+        # migrate refuses these; the operator must restore the applied file.
+        names = ", ".join(data["changed"])
+        return "migrate", (f"applied data migrations changed since: {names}; "
+                           "restore the applied version first")
+    if data["pending"]:
+        names = ", ".join(data["pending"])
         return "migrate", f"data migrations not applied: {names}"
     if database["pending_core_migrations"]:
         return "migrate", "CKAN's schema upgrade has not run"

@@ -378,7 +378,7 @@ class _StderrCollector(threading.Thread):
 
     def run(self):
         try:
-            for chunk in iter(lambda: self.stream.read1(8192), b""):
+            for chunk in iter(lambda: self.stream.read(8192), b""):
                 if len(self.data) < self.LIMIT:
                     self.data.extend(chunk[:self.LIMIT - len(self.data)])
         except (OSError, ValueError):
@@ -396,8 +396,11 @@ class _Child:
                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
         self.name = name
         self.killed = False
+        # Unbuffered pipes: nothing is left in a Python buffer to be
+        # flushed (and fail) into a dead process at exit.
         self.process = subprocess.Popen(args, env=env, stdin=stdin,
-                                        stdout=stdout, stderr=subprocess.PIPE)
+                                        stdout=stdout, stderr=subprocess.PIPE,
+                                        bufsize=0)
         self.stderr = _StderrCollector(self.process.stderr)
         self.stderr.start()
 
@@ -1006,7 +1009,11 @@ class _Import:
         if not data:
             return
         try:
-            sink.write(data)
+            view = memoryview(data)
+            while view:
+                # A raw pipe may take part of it (a signal mid-write).
+                written = sink.write(view)
+                view = view[len(view) if written is None else written:]
         except BrokenPipeError:
             raise _SinkClosed(name)
         except OSError as error:

@@ -222,7 +222,9 @@ $step4$;
 -- be properly displayed even if the user is deleted"): deleting them would
 -- erase the history of datasets that stay.
 -- Cleared: package.creator_user_id and, where the harvest tables exist,
--- harvest_source.user_id (set NULL; the datasets and sources stay).
+-- harvest_source.user_id (set NULL; the datasets and sources stay).  CKAN
+-- looks creators up (the stats plugin's top creators page expects each
+-- non-NULL creator to be a user), so a dangling id is not harmless there.
 DO $step5$
 DECLARE
     site_user text := nullif(btrim(coalesce(

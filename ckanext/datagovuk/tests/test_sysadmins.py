@@ -380,10 +380,6 @@ def test_paster_with_an_unparsable_config_is_one_line(tmp_path):
     assert "cannot be read" in one_line_error(result)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "paster.py/preconditions.py only parse the config when "
-    "CKAN_SQLALCHEMY_URL is unset, and hand CKAN a config it cannot load "
-    "(CKAN then prints a traceback or several lines): lead-owned, reported"))
 @pytest.mark.parametrize("content", [
     "this is not an ini file\n[app:main\n",
     "[app:main]\nuse = egg:ckan\n",     # no SECRET_KEY: CKAN refuses it

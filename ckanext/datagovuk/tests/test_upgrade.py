@@ -147,3 +147,23 @@ def test_upgrading_a_database_at_head_does_nothing(make_database,
     assert result.revisions == []
     assert result.version_before == result.version_after
     assert dump_database(url) == before
+
+
+def test_with_plugins_the_schema_equals_a_fresh_one_with_them(
+        old_site, make_database):
+    """As `ckan db init` with activity and tracking enabled: core to head,
+    then each plugin's migrations."""
+    from ckanext.datagovuk import migrate, runner
+
+    plugins = ["activity", "tracking"]
+    migrate.migrate(old_site, plugins, runner.settings_from_config(),
+                    migrate.MigrationOptions(resolve_email_clash="keep-oldest"))
+    fresh = make_database()
+    engine = create_engine(fresh, poolclass=NullPool)
+    with engine.begin() as conn:
+        alembic_runner.upgrade(conn, "head")
+        upgrade.upgrade_plugins(conn, plugins,
+                                upgrade.UpgradeResult("", ""))
+    engine.dispose()
+    assert dump_database(old_site, "-s", "-n", "public") == \
+        dump_database(fresh, "-s", "-n", "public")
