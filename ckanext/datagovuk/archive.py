@@ -20,6 +20,7 @@ lot.  Nothing here commits.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
@@ -175,7 +176,8 @@ def drop_foreign_keys_across(connection: Connection,
 
 
 def move_tables(connection: Connection, tables: list[str], reasons: dict,
-                result: ArchiveResult) -> None:
+                result: ArchiveResult,
+                progress: Optional[Progress] = None) -> None:
     for table in tables:
         if _exists(connection, LEGACY_SCHEMA, table):
             raise OperatorError(
@@ -191,11 +193,15 @@ def move_tables(connection: Connection, tables: list[str], reasons: dict,
         result.tables.append(ArchivedTable(
             table, _row_count(connection, LEGACY_SCHEMA, table), "moved",
             reasons[table]))
+        if progress:
+            progress(f"    moved {table} ({result.tables[-1].rows} rows)")
 
 
 def copy_tables(connection: Connection, tables: list[str],
-                result: ArchiveResult) -> None:
+                result: ArchiveResult,
+                progress: Optional[Progress] = None) -> None:
     for table in tables:
+        started = time.monotonic()
         # A copy left by an earlier run that stopped before the upgrade
         # (--skip-upgrade) is replaced: the live table is the newer one.
         connection.exec_driver_sql(
@@ -206,6 +212,9 @@ def copy_tables(connection: Connection, tables: list[str],
         result.tables.append(ArchivedTable(
             table, _row_count(connection, LEGACY_SCHEMA, table), "copied",
             f"dropped by CKAN migration {DROPPED_BY_UPGRADE[table]}"))
+        if progress:
+            progress(f"    copied {table} ({result.tables[-1].rows} rows, "
+                     f"{time.monotonic() - started:.1f} s)")
 
 
 def rows_to_empty(connection: Connection,
@@ -263,12 +272,12 @@ def archive(connection: Connection, plugins: Iterable[str] = (),
             reasons[table] = "not part of CKAN 2.12's model"
     if progress and move:
         progress(f"  moving {len(move)} tables to {LEGACY_SCHEMA}")
-    move_tables(connection, move, reasons, result)
+    move_tables(connection, move, reasons, result, progress)
     if archive_dropped and copy:
         if progress:
             progress(f"  copying {len(copy)} tables CKAN's upgrade drops "
                      f"to {LEGACY_SCHEMA}")
-        copy_tables(connection, copy, result)
+        copy_tables(connection, copy, result, progress)
     empty_for_upgrade(connection, copy, archive_dropped, result)
     if progress and result.emptied:
         progress(f"  emptied {', '.join(result.emptied)} (archived) so that "

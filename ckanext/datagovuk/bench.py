@@ -75,6 +75,8 @@ RATIO_TARGETS = [
      "data migration time per dataset, N / M", "<=", 1.3),
     ("pipeline_over_floor",
      "import + migrate + promote / floor", "<=", 3.0),
+    ("pipeline_one_run_over_floor",
+     "migrate --from (the same pipeline in one run) / floor", "<=", 3.0),
     ("python_peak_rss_mb", "our Python process, peak RSS (MB) at N", "<", 200.0),
     ("python_peak_rss_growth_N_over_M",
      "our Python peak RSS, N / M (not growing: <= 1.10)", "<=", 1.10),
@@ -630,6 +632,8 @@ class Bench:
                     os.killpg(process.pid, signal.SIGTERM)
                 process.wait()
                 sampler.stop()
+                step.reason = (f"interrupted after {time.monotonic() - started:.0f} s")
+                self._record(step)
                 raise
             step.seconds = time.monotonic() - started
             step.memory = sampler.stop()
@@ -883,10 +887,34 @@ class Bench:
         self.drop(target)
         ini = self.write_ini(target)
         args = self.import_command_args(old, link)
-        step = self.run(name, description, self.datagovuk_command(args, ini),
-                        env=self.command_env())
-        step.details.update(parse_report(os.path.join(self.output, step.log)))
+        failed_attempts = []
+        while True:
+            step = self.run(name, description, self.datagovuk_command(args, ini),
+                            env=self.command_env())
+            step.details.update(parse_report(os.path.join(self.output, step.log)))
+            self.drop_staging(target)
+            # An autovacuum worker on the freshly loaded staging database
+            # counts as "another session" for import's swap check (a race
+            # reported to its owner): retry once, and say so.
+            if (step.ok or failed_attempts
+                    or "other session(s) are connected" not in (step.reason or "")):
+                break
+            failed_attempts.append({"seconds": round(step.seconds, 3),
+                                    "reason": step.reason})
+            os.replace(os.path.join(self.output, step.log),
+                       os.path.join(self.output, f"logs/{name}.attempt1.log"))
+        if failed_attempts:
+            step.details["failed_attempts"] = failed_attempts
+            self.save()
         return step
+
+    def drop_staging(self, target: str) -> None:
+        """Drop staging databases a failed import could not drop itself."""
+        for (name,) in self.admin_sql(
+                "SELECT datname FROM pg_database WHERE datname LIKE "
+                f"'{target}\\_\\_import\\_%'"):
+            _say(f"dropping the staging database {name} left by a failed import")
+            self.drop(name)
 
     def measure_migrate(self, target: str, suffix: str) -> None:
         commands = self.available_commands()
@@ -928,6 +956,30 @@ class Bench:
                 os.path.join(self.output, step.log)))
             if not step.ok:
                 blocked = name
+
+    def measure_one_run(self, old: str, datasets: int) -> Step:
+        """``migrate --from SOURCE``: import, migrate and promote (the
+        configured sysadmins) in one process, swapped in at the end."""
+        name = "pipeline_one_run"
+        description = ("datagovuk migrate --from (import + migrate + promote "
+                       "in one run)")
+        if "--from" not in self.command_options("migrate"):
+            return self.not_measured(name, description,
+                                     "`datagovuk migrate --from` does not exist yet")
+        target = f"bench_onerun_{datasets}"
+        self.drop(target)
+        ini = self.write_ini(target)
+        args = ["migrate", "--from", self.alias(False),
+                "--remote-db", self.remote_conninfo(old),
+                "--ssh-config", self.ssh_config]
+        if "--resolve-email-clash" in self.command_options("migrate"):
+            args += ["--resolve-email-clash", "keep-oldest"]
+        step = self.run(name, description, self.datagovuk_command(args, ini),
+                        env=self.command_env())
+        step.details.update(parse_report(os.path.join(self.output, step.log)))
+        self.drop_staging(target)
+        self.drop(target)
+        return step
 
     def measure_startup(self, database: str) -> None:
         """What a bare ``ckan`` command costs (CKAN loads its app), to read
@@ -975,6 +1027,7 @@ class Bench:
                 finally:
                     self.proxy.stop()
                     self.proxy = None
+            self.measure_one_run(old, datasets)
             self.measure_floor(old, floor_variants[1:])
         if not self.args.keep_old:
             self.drop(old)
@@ -1030,7 +1083,7 @@ class Bench:
 
 
 FULL_ONLY_STEPS = ("ckan_startup", "floor", "floor_ssh.loopback", "manual.loopback",
-                   "floor_ssh.link", "manual.link", "import.link")
+                   "floor_ssh.link", "manual.link", "import.link", "pipeline_one_run")
 # The steps every results.json has (measured or "not measured: reason").
 EXPECTED_STEPS = (*FULL_ONLY_STEPS, "import.loopback", "migrate_data",
                   "migrate_upgrade", "promote")
@@ -1112,8 +1165,10 @@ def ratios(steps: dict[str, Step], datasets: int, compare: int) -> dict:
     got, why = seconds("import.loopback", "migrate_data", "migrate_upgrade",
                        "promote", "floor")
     values["pipeline_over_floor"] = (got and sum(got[:4]) / got[4], why)
+    got, why = seconds("pipeline_one_run", "floor")
+    values["pipeline_one_run_over_floor"] = (got and got[0] / got[1], why)
     ours = ["import.loopback", "import.link", "migrate_data", "migrate_upgrade",
-            "promote"]
+            "promote", "pipeline_one_run"]
     peak_n = python_peak(ours)
     values["python_peak_rss_mb"] = (peak_n, None if peak_n else "no command of ours ran")
     if compare:

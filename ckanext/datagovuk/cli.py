@@ -68,74 +68,6 @@ def status(as_json):
         click.echo(database_status.format_text(result))
 
 
-@datagovuk.command(short_help="Data migrations + CKAN schema upgrade, all or nothing.")
-@click.option("--dry-run", is_flag=True,
-              help="Do everything, print the report, then roll back: the "
-                   "database is left exactly as it was.")
-@click.option("--skip-upgrade", is_flag=True,
-              help="Commit after the data migrations; no archive, no schema "
-                   "upgrade (run migrate again later to do them).")
-@click.option("--no-archive", is_flag=True,
-              help="Do not copy the tables CKAN's upgrade drops (*_revision, "
-                   "revision, the old authorization tables, related, rating, "
-                   "resource_group, package_extra, group_extra) to "
-                   "datagovuk_legacy. Tables CKAN does not know are still "
-                   "moved there, never dropped, and related items are still "
-                   "copied (CKAN's upgrade would leave them in public).")
-@click.option("--migrations-dir", type=click.Path(file_okay=False),
-              help="Folder of NNN_*.sql data migrations (default: the ones "
-                   "shipped with ckanext-datagovuk).")
-@click.option("--resolve-email-clash", type=click.Choice(["stop", "keep-oldest"]),
-              default="stop", show_default=True,
-              help="Active users whose emails differ only in case break CKAN "
-                   "2.12's unique index. stop: roll back and list them; "
-                   "keep-oldest: the oldest account keeps the address, the "
-                   "others' is cleared and recorded in "
-                   "datagovuk.email_clash_resolutions.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the report as JSON instead of text.")
-def migrate(dry_run, skip_upgrade, no_archive, migrations_dir,
-            resolve_email_clash, as_json):
-    """Turn the imported old-site (CKAN 2.2) database into one this CKAN
-    runs on, in ONE transaction on the configured database:
-
-    \b
-    1. pre-flight: say what the database is; refuse an empty or non-CKAN
-       one; find what would make CKAN's upgrade fail;
-    2. the pending data migrations (001_bytemark_to_govuk.sql: tags, extras,
-       organogram resources, non-publishing users, sysadmin demotion, user
-       names, harvest sources), recorded in datagovuk.applied_migrations;
-    3. fixes for the upgrade's traps (NULL extras, existing indexes, empty
-       or clashing emails, ...);
-    4. archive: tables CKAN does not know move to schema datagovuk_legacy,
-       the tables CKAN's upgrade drops are copied there;
-    5. CKAN's schema upgrade (with the fix for resources losing their
-       dataset at revision 074), then the migrations of the plugins in
-       ckan.plugins.
-
-    Any failure, Ctrl-C or SIGTERM rolls everything back. Run it with
-    ckan.plugins as the site will run (their migrations run too). Settings:
-    ckanext.datagovuk.keep_sysadmins, ckanext.datagovuk.organogram_base_url,
-    ckan.site_id. Afterwards: `datagovuk promote --demoted` and
-    `ckan search-index rebuild`.
-    """
-    import json
-
-    from ckanext.datagovuk import migrate as migration
-
-    options = migration.MigrationOptions(
-        dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
-        migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash)
-    # Progress shares stdout with the report, so that a failure's stderr
-    # is the one `Error:` line; with --json stdout is the JSON alone.
-    report = migration.migrate_from_config(
-        options, progress=lambda message: click.echo(message, err=as_json))
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
-    else:
-        click.echo(report.to_text())
-
-
 class ConfiguredDatabase:
     """The target database URL read from the config by ``paster``, which
     runs ``import`` without building CKAN's app (whose start-up would need
@@ -160,51 +92,203 @@ def _import_target_url(ctx: click.Context) -> str:
     return url
 
 
+def import_options(command):
+    """The options of ``import``, shared with ``migrate --from``."""
+    for option in reversed(_IMPORT_OPTIONS):
+        command = option(command)
+    return command
+
+
+_IMPORT_OPTIONS = [
+    click.option("--remote-db", default="ckan", show_default=True, metavar="DB",
+                 help="[user@]host source: the database pg_dump dumps on the "
+                      "remote host, as a NAME or a libpq connection string "
+                      "(\"host=... port=... dbname=... user=...\"; never a "
+                      "password: the remote side uses its ~/.pgpass or trust)."),
+    click.option("--ssh-port", type=int, metavar="N",
+                 help="ssh port of the remote host (default: your ssh config, "
+                      "else 22)."),
+    click.option("--identity", metavar="FILE",
+                 help="ssh private key to log in with (default: your ssh "
+                      "config and agent)."),
+    click.option("--ssh-config", metavar="FILE",
+                 help="ssh config file to use instead of ~/.ssh/config "
+                      "(ssh -F)."),
+    click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+                 help="Extra ssh -o option; repeatable. Host key checking "
+                      "cannot be turned off."),
+    click.option("--remote-pg-dump", default="pg_dump", show_default=True,
+                 metavar="PATH",
+                 help="pg_dump on the remote host, e.g. "
+                      "/usr/lib/postgresql/9.6/bin/pg_dump."),
+    click.option("--keep-dump", metavar="PATH",
+                 help="Keep a local copy of the transferred dump at PATH "
+                      "(removed again if the transfer breaks off)."),
+    click.option("--jobs", type=click.IntRange(min=1), default=1,
+                 show_default=True, metavar="N",
+                 help="Parallel restore jobs. 1 streams the dump straight into "
+                      "pg_restore; N>1 first writes it to a file (--keep-dump "
+                      "or a temporary one in $TMPDIR) and runs pg_restore -j N. "
+                      "Plain SQL "
+                      "dumps always load in one job."),
+    click.option("--replace", is_flag=True,
+                 help="Replace a target database that already has tables; the "
+                      "old one is renamed to <db>__before_import_<UTC time>."),
+    click.option("--drop-old", is_flag=True,
+                 help="With --replace: drop the old database instead of "
+                      "keeping it."),
+    click.option("--admin-url-env", default="DATAGOVUK_PG_ADMIN_URL",
+                 show_default=True, metavar="VAR",
+                 help="Name of an environment variable holding a superuser "
+                      "database URL, used only when the CKAN database user "
+                      "lacks CREATEDB (or for extensions only a superuser may "
+                      "create). The URL itself is never an argument."),
+]
+
+
+def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
+                        ssh_config, ssh_options, remote_pg_dump, keep_dump,
+                        jobs, replace, drop_old, admin_url_env):
+    import os
+
+    from ckanext.datagovuk import transfer
+
+    admin_url = os.environ.get(admin_url_env) or None
+    explicit = ctx.get_parameter_source("admin_url_env") \
+        != click.core.ParameterSource.DEFAULT
+    if explicit and not admin_url:
+        raise OperatorError(f"--admin-url-env {admin_url_env}: that "
+                           "environment variable is not set")
+    return transfer.ImportOptions(
+        remote_db=remote_db, remote_pg_dump=remote_pg_dump,
+        keep_dump=keep_dump, jobs=jobs, replace=replace, drop_old=drop_old,
+        admin_url=admin_url,
+        ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
+                                options=list(ssh_options),
+                                config_file=ssh_config))
+
+
+@datagovuk.command(short_help="Data migrations + CKAN schema upgrade, all or nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Do everything, print the report, then roll back: the "
+                  "database is left exactly as it was.")
+@click.option("--skip-upgrade", is_flag=True,
+              help="Commit after the data migrations; no archive, no schema "
+                  "upgrade (run migrate again later to do them).")
+@click.option("--no-archive", is_flag=True,
+              help="Do not copy the tables CKAN's upgrade drops (*_revision, "
+                  "revision, the old authorization tables, related, rating, "
+                  "resource_group, package_extra, group_extra) to "
+                  "datagovuk_legacy. Tables CKAN does not know are still "
+                  "moved there, never dropped, and related items are still "
+                  "copied (CKAN's upgrade would leave them in public).")
+@click.option("--migrations-dir", type=click.Path(file_okay=False),
+              help="Folder of NNN_*.sql data migrations (default: the ones "
+                  "shipped with ckanext-datagovuk).")
+@click.option("--resolve-email-clash", type=click.Choice(["stop", "keep-oldest"]),
+              default="stop", show_default=True,
+              help="Active users whose emails differ only in case break CKAN "
+                  "2.12's unique index. stop: roll back and list them; "
+                  "keep-oldest: the oldest account keeps the address, the "
+                  "others' is cleared and recorded in "
+                  "datagovuk.email_clash_resolutions.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as JSON instead of text.")
+@click.option("--from", "source", metavar="SOURCE",
+              help="The whole move in one run: import SOURCE (as `import` "
+                   "takes it) into a staging database, migrate it there, "
+                   "promote the users of ckanext.datagovuk.sysadmins, and "
+                   "only then swap it in as this site's database. Any "
+                   "failure leaves this site's database as it was. Takes "
+                   "the options of `import` too.")
+@click.option("--plan", is_flag=True,
+              help="With --from: print each step and the exact ssh, pg_dump "
+                   "and pg_restore command lines (passwords hidden), and "
+                   "change nothing.")
+@import_options
+@click.pass_context
+def migrate(ctx, dry_run, skip_upgrade, no_archive, migrations_dir,
+            resolve_email_clash, as_json, source, plan, **import_args):
+    """Turn the imported old-site (CKAN 2.2) database into one this CKAN
+    runs on, in ONE transaction on the configured database:
+
+    \b
+    1. pre-flight: say what the database is; refuse an empty or non-CKAN
+       one; find what would make CKAN's upgrade fail;
+    2. the pending data migrations (001_bytemark_to_govuk.sql: tags, extras,
+       organogram resources, non-publishing users, sysadmin demotion, user
+       names, harvest sources), recorded in datagovuk.applied_migrations;
+    3. archive: tables CKAN does not know move to schema datagovuk_legacy,
+       the tables CKAN's upgrade drops are copied there;
+    4. fixes for the upgrade's traps (NULL extras, existing indexes, empty
+       or clashing emails, ...);
+    5. CKAN's schema upgrade (with the fix for resources losing their
+       dataset at revision 074), then the migrations of the plugins in
+       ckan.plugins.
+
+    Any failure, Ctrl-C or SIGTERM rolls everything back. Run it with
+    ckan.plugins as the site will run (their migrations run too). Settings:
+    ckanext.datagovuk.keep_sysadmins, ckanext.datagovuk.organogram_base_url,
+    ckan.site_id. Afterwards: `datagovuk promote --demoted` and
+    `ckan search-index rebuild`.
+    """
+    import json
+
+    from ckanext.datagovuk import migrate as migration
+
+    options = migration.MigrationOptions(
+        dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
+        migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash)
+    if plan and not source:
+        raise click.UsageError("--plan goes with --from SOURCE")
+    if source and as_json:
+        raise click.UsageError("--json does not go with --from")
+    if source:
+        _migrate_from(ctx, source, options, plan, import_args)
+        return
+    given = [f"--{name.replace('_', '-')}" for name in import_args
+             if ctx.get_parameter_source(name)
+             != click.core.ParameterSource.DEFAULT]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} only go with --from")
+    # Progress shares stdout with the report, so that a failure's stderr
+    # is the one `Error:` line; with --json stdout is the JSON alone.
+    report = migration.migrate_from_config(
+        options, progress=lambda message: click.echo(message, err=as_json))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        click.echo(report.to_text())
+
+
+def _migrate_from(ctx, source, options, plan, import_args):
+    from ckan.common import config
+
+    from ckanext.datagovuk import pipeline
+
+    import_options_ = _import_options_from(ctx, **import_args)
+    plugins = config.get("ckan.plugins") or []
+    if isinstance(plugins, str):
+        plugins = plugins.split()
+    if plan:
+        target_url = (ctx.find_object(ConfiguredDatabase).url
+                      if ctx.find_object(ConfiguredDatabase)
+                      else config.get("sqlalchemy.url"))
+        click.echo("migrate --from would, changing nothing now:")
+        for line in pipeline.plan(source, target_url, import_options_,
+                                  options, list(plugins), config):
+            click.echo(line)
+        return
+    target_url = _import_target_url(ctx)
+    report = pipeline.migrate_from(source, target_url, import_options_,
+                                   options, list(plugins), config,
+                                   echo=click.echo)
+    click.echo(report.to_text())
+
+
 @datagovuk.command("import", short_help="Load the old site's database (over ssh or from a dump), all or nothing.")
 @click.argument("source")
-@click.option("--remote-db", default="ckan", show_default=True, metavar="DB",
-              help="[user@]host source: the database pg_dump dumps on the "
-                   "remote host, as a NAME or a libpq connection string "
-                   "(\"host=... port=... dbname=... user=...\"; never a "
-                   "password: the remote side uses its ~/.pgpass or trust).")
-@click.option("--ssh-port", type=int, metavar="N",
-              help="ssh port of the remote host (default: your ssh config, "
-                   "else 22).")
-@click.option("--identity", metavar="FILE",
-              help="ssh private key to log in with (default: your ssh "
-                   "config and agent).")
-@click.option("--ssh-config", metavar="FILE",
-              help="ssh config file to use instead of ~/.ssh/config "
-                   "(ssh -F).")
-@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
-              help="Extra ssh -o option; repeatable. Host key checking "
-                   "cannot be turned off.")
-@click.option("--remote-pg-dump", default="pg_dump", show_default=True,
-              metavar="PATH",
-              help="pg_dump on the remote host, e.g. "
-                   "/usr/lib/postgresql/9.6/bin/pg_dump.")
-@click.option("--keep-dump", metavar="PATH",
-              help="Keep a local copy of the transferred dump at PATH "
-                   "(removed again if the transfer breaks off).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1,
-              show_default=True, metavar="N",
-              help="Parallel restore jobs. 1 streams the dump straight into "
-                   "pg_restore; N>1 first writes it to a file (--keep-dump "
-                   "or a temporary one in $TMPDIR) and runs pg_restore -j N. "
-                   "Plain SQL "
-                   "dumps always load in one job.")
-@click.option("--replace", is_flag=True,
-              help="Replace a target database that already has tables; the "
-                   "old one is renamed to <db>__before_import_<UTC time>.")
-@click.option("--drop-old", is_flag=True,
-              help="With --replace: drop the old database instead of "
-                   "keeping it.")
-@click.option("--admin-url-env", default="DATAGOVUK_PG_ADMIN_URL",
-              show_default=True, metavar="VAR",
-              help="Name of an environment variable holding a superuser "
-                   "database URL, used only when the CKAN database user "
-                   "lacks CREATEDB (or for extensions only a superuser may "
-                   "create). The URL itself is never an argument.")
+@import_options
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
             ssh_options, remote_pg_dump, keep_dump, jobs, replace, drop_old,
@@ -216,10 +300,10 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
 
     \b
       [user@]host        pg_dump runs there over ssh (-Fc -O -x), streamed
-                         here; nothing is written on the remote host
+                        here; nothing is written on the remote host
       [user@]host:PATH   a dump file on the remote host
       FILE               a local custom-format (pg_dump -Fc) or plain SQL
-                         dump
+                        dump
 
     The dump loads into a staging database as the CKAN database user, with
     no owners and no privileges; only a complete load that looks like a
@@ -235,26 +319,14 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
     fine). Progress goes to stdout, a failure is one `Error:` line on
     stderr.
     """
-    import os
-
     from ckanext.datagovuk import transfer
 
-    admin_url = os.environ.get(admin_url_env) or None
-    explicit = ctx.get_parameter_source("admin_url_env") \
-        != click.core.ParameterSource.DEFAULT
-    if explicit and not admin_url:
-        raise OperatorError(f"--admin-url-env {admin_url_env}: that "
-                            "environment variable is not set")
-    options = transfer.ImportOptions(
-        remote_db=remote_db, remote_pg_dump=remote_pg_dump,
-        keep_dump=keep_dump, jobs=jobs, replace=replace, drop_old=drop_old,
-        admin_url=admin_url,
-        ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
-                                 options=list(ssh_options),
-                                 config_file=ssh_config))
+    options = _import_options_from(
+        ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
+        remote_pg_dump, keep_dump, jobs, replace, drop_old, admin_url_env)
     target_url = _import_target_url(ctx)
     # Progress goes to stdout: stderr is kept for the one-line error.
     result = transfer.import_database(source, target_url, options,
-                                      echo=click.echo)
+                                     echo=click.echo)
     for line in result.summary_lines():
         click.echo(line)

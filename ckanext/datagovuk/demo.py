@@ -23,8 +23,10 @@ OLD_DATABASE = "ckan_old"
 NEW_DATABASE = "ckan"
 
 
-def write_config(path: str, database_url: str, site_id: str) -> None:
-    """The new site's CKAN config: test.ini's settings with this database."""
+def write_config(path: str, database_url: str, site_id: str,
+                 extra: dict[str, str]) -> None:
+    """The new site's CKAN config: test.ini's settings with this database,
+    and ``extra`` settings added to [app:main]."""
     with open(os.path.join(ROOT, "test.ini")) as handle:
         lines = handle.read().splitlines()
     settings = {
@@ -36,6 +38,8 @@ def write_config(path: str, database_url: str, site_id: str) -> None:
     for line in lines:
         key = line.split("=", 1)[0].strip()
         out.append(f"{key} = {settings[key]}" if key in settings else line)
+        if line.strip() == "[app:main]":
+            out += [f"{name} = {value}" for name, value in extra.items()]
     out = [line.replace("%(here)s", ROOT) for line in out]
     with open(path, "w") as handle:
         handle.write("\n".join(out) + "\n")
@@ -84,8 +88,12 @@ def main(args: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="datagovuk-demo-") as workdir, \
             localssh.start() as remote:
         ini = os.path.join(workdir, "ckan.ini")
+        # migrate --from promotes the configured sysadmins before the swap.
         write_config(ini, new_url.render_as_string(hide_password=False),
-                     "demo.data.gov.uk")
+                     oldsite.KNOWN_CASES.site_user,
+                     {"ckanext.datagovuk.sysadmins":
+                      oldsite.KNOWN_CASES.sysadmins[0]})
+
         # The config file names the database; CKAN_SQLALCHEMY_URL would win.
         env = {key: value for key, value in os.environ.items()
                if key != "CKAN_SQLALCHEMY_URL"}
@@ -94,20 +102,20 @@ def main(args: list[str] | None = None) -> int:
                      f"dbname={old.database} user={old.username}")
         print(f"\n== The move, from {remote.destination} (sshd on port "
               f"{remote.port}) into {db.safe_url(new_url)}, config {ini}")
-        run(["paster", "datagovuk", "import", remote.alias,
-             "--ssh-config", remote.ssh_config_file,
-             "--remote-db", remote_db, "-c", ini], env)
-        run(["ckan", "-c", ini, "datagovuk", "status"], env)
-        print("\n== The generated site, like the real one, has two kept users "
-              "sharing an email (ignoring case), which CKAN 2.12 forbids: "
-              "migrate stops, changing nothing, and names the option that "
-              "settles it.")
-        if run(["ckan", "-c", ini, "datagovuk", "migrate"], env,
+        source = ["--from", remote.alias, "--ssh-config",
+                  remote.ssh_config_file, "--remote-db", remote_db]
+        run(["paster", "datagovuk", "migrate", *source, "--plan",
+             "-c", ini], env)
+        print("\n== The generated site, like the real one, has two kept "
+              "users sharing an email (ignoring case), which CKAN 2.12 "
+              "forbids: the run stops, the site's database stays as it was, "
+              "and the error names the option that settles it.")
+        if run(["paster", "datagovuk", "migrate", *source, "-c", ini], env,
                may_fail=True) == 0:
-            print("(migrate did not stop: the generated site had no clash)")
+            print("(it did not stop: the generated site had no clash)")
         else:
-            run(["ckan", "-c", ini, "datagovuk", "migrate",
-                 "--resolve-email-clash", "keep-oldest"], env)
+            run(["paster", "datagovuk", "migrate", *source,
+                 "--resolve-email-clash", "keep-oldest", "-c", ini], env)
         run(["ckan", "-c", ini, "datagovuk", "promote", "--demoted"], env)
         run(["ckan", "-c", ini, "datagovuk", "status"], env)
     print("\nDemo finished: the old site was imported, migrated, and its "

@@ -5,9 +5,9 @@ One connection, one transaction, in this order:
 1. an advisory lock (a second ``migrate`` on the same database refuses);
 2. pre-flight (:mod:`preflight`): what the database is, refusals, the traps;
 3. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);
-4. the fixes for the traps of CKAN's upgrade (:func:`preflight.fix_traps`);
-5. the archive (:mod:`archive`): unknown tables moved to
+4. the archive (:mod:`archive`): unknown tables moved to
    ``datagovuk_legacy``, the tables CKAN's upgrade drops copied there;
+5. the fixes for the traps of CKAN's upgrade (:func:`preflight.fix_traps`);
 6. CKAN's core upgrade with the resource-link fix, then the enabled plugins'
    migrations (:mod:`upgrade`);
 
@@ -288,13 +288,15 @@ def _run(connection: Connection, report: MigrationReport,
             if user_id not in demoted_before)
 
     if not options.skip_upgrade:
-        with steps("upgrade fixes"):
-            report.fixes = preflight.fix_traps(
-                connection, plugins, options.resolve_email_clash, progress)
+        # Archive first: the copies keep the rows as the data migrations
+        # left them, before the fixes touch package_extra/group_extra.
         with steps("archive"):
             report.archive = archive.archive(
                 connection, plugins, archive_dropped=options.archive,
                 progress=progress)
+        with steps("upgrade fixes"):
+            report.fixes = preflight.fix_traps(
+                connection, plugins, options.resolve_email_clash, progress)
         with steps("schema upgrade"):
             report.upgrade = upgrade.upgrade(connection, plugins, progress)
     report.schema_after = upgrade.describe_version(connection)

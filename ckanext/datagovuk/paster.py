@@ -42,7 +42,11 @@ def run(args: list[str]) -> int:
         return run_import(config, rest)
     try:
         preconditions.check_config_file(config)
-        preconditions.check_database(config)
+        # `migrate --from` swaps a new database in; CKAN's start-up needs
+        # one to exist, and an empty one is replaced without --replace.
+        preconditions.check_database(
+            config, create=rest[0] == "migrate" and any(
+                arg == "--from" or arg.startswith("--from=") for arg in rest))
     except preconditions.PreconditionError as error:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code

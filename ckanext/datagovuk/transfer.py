@@ -218,6 +218,10 @@ class ImportOptions:
     drop_old: bool = False
     admin_url: str | None = None
     ssh: SshSettings = field(default_factory=SshSettings)
+    # Called with the staging database's URL once it is loaded and
+    # verified, before the swap: work done there (``migrate --from``) lands
+    # with the swap or is dropped with the staging database.
+    before_swap: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -569,14 +573,23 @@ class TargetState:
         return self.tables == 0
 
 
-def other_sessions(maintenance_url, database: str) -> tuple[int, str]:
-    rows = _query(maintenance_url, "the database server",
-                  "SELECT count(*), coalesce(string_agg(DISTINCT coalesce("
-                  "nullif(application_name, ''), 'unnamed'), ', '), '') "
-                  "FROM pg_stat_activity "
-                  "WHERE datname = %s AND pid <> pg_backend_pid()",
-                  (database,))
-    return rows[0][0], rows[0][1]
+def other_sessions(maintenance_url, database: str,
+                   settle: float = 3.0) -> tuple[int, str]:
+    """Client sessions on ``database`` (autovacuum workers do not count:
+    PostgreSQL stops them itself for a rename).  Sessions that are just
+    closing get ``settle`` seconds to go away."""
+    deadline = time.monotonic() + settle
+    while True:
+        rows = _query(maintenance_url, "the database server",
+                      "SELECT count(*), coalesce(string_agg(DISTINCT "
+                      "coalesce(nullif(application_name, ''), 'unnamed'), "
+                      "', '), '') FROM pg_stat_activity "
+                      "WHERE datname = %s AND pid <> pg_backend_pid() "
+                      "AND backend_type = 'client backend'", (database,))
+        count, applications = rows[0]
+        if not count or time.monotonic() >= deadline:
+            return count, applications
+        time.sleep(0.2)
 
 
 def database_exists(maintenance_url, database: str) -> bool:
@@ -681,6 +694,10 @@ class _Import:
         self.create_staging()
         self.load()
         with self.phase("verify"):
+            counts, size, pretty = self.verify()
+        if self.options.before_swap:
+            self.options.before_swap(
+                self.staging_url.render_as_string(hide_password=False))
             counts, size, pretty = self.verify()
         # Not interruptible: the operator is told exactly what happened.
         with self.phase("swap"), _signals_ignored():
@@ -868,14 +885,57 @@ class _Import:
         return [pg_program("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
                 "--single-transaction", "-d", self.staging, "-f", "-"]
 
+    def remote_command(self) -> str:
+        """The one command string the remote shell runs, quoted safely."""
+        if self.source.kind == Source.REMOTE_DATABASE:
+            return (f"{shlex.quote(self.options.remote_pg_dump)} -Fc -O "
+                    f"-x -w -d {shlex.quote(self.options.remote_db)}")
+        return f"cat -- {shlex.quote(_remote_path(self.source.path))}"
+
+    def plan(self) -> list[str]:
+        """The programs the import would run, as shell lines; libpq reads
+        the connection (password included) from the environment."""
+        quoted = lambda args: " ".join(shlex.quote(arg) for arg in args)
+        env = (f"PGHOST={self.target_url.host} PGPORT={self.target_url.port} "
+               f"PGUSER={self.target_url.username}"
+               + (" PGPASSWORD=***" if self.target_url.password else ""))
+        lines = [f"CREATE DATABASE {self.staging} (staging, as "
+                 f"{self.target_url.username})"]
+        restore = quoted(self.restore_args(None, self.options.jobs))
+        if self.source.is_remote:
+            fetch = quoted(self.ssh_command(self.remote_command()))
+            if self.options.jobs > 1:
+                spool = self.options.keep_dump or "$TMPDIR/<dump>"
+                lines += [f"{fetch} > {shlex.quote(spool)}",
+                          f"{env} {restore} {shlex.quote(spool)}"]
+            else:
+                tee = (f" | tee {shlex.quote(self.options.keep_dump)}"
+                       if self.options.keep_dump else "")
+                lines.append(f"{fetch}{tee} | {env} {restore}   "
+                             "(or psql for a plain SQL dump)")
+        else:
+            lines.append(f"{env} {restore} {shlex.quote(self.source.path)}   "
+                         "(or psql -f for a plain SQL dump)")
+        lines.append(f"verify that {self.staging} is a CKAN database")
+        state = inspect_target(self.target_url)
+        rename = f"ALTER DATABASE {self.staging} RENAME TO {self.target}"
+        if not state.exists:
+            lines.append(f"swap: {rename}")
+        elif state.empty:
+            lines.append(f"swap: DROP DATABASE {self.target} (empty); {rename}")
+        elif not self.options.replace:
+            lines.append(f"refuse: {self.target} has {state.tables} tables "
+                         "and --replace was not given")
+        else:
+            old = ("DROP DATABASE " + self.target if self.options.drop_old
+                   else f"ALTER DATABASE {self.target} RENAME TO "
+                        f"{backup_name(self.target)}")
+            lines.append(f"swap: {old}; {rename}")
+        return lines
+
     def load(self) -> None:
         if self.source.is_remote:
-            if self.source.kind == Source.REMOTE_DATABASE:
-                remote = (f"{shlex.quote(self.options.remote_pg_dump)} -Fc -O "
-                          f"-x -w -d {shlex.quote(self.options.remote_db)}")
-            else:
-                remote = f"cat -- {shlex.quote(_remote_path(self.source.path))}"
-            reader = _Child("ssh", self.ssh_command(remote),
+            reader = _Child("ssh", self.ssh_command(self.remote_command()),
                             stdout=subprocess.PIPE)
             self.children.append(reader)
             self.load_stream(reader.process.stdout, reader)
@@ -1272,6 +1332,15 @@ def _remote_path(path: str) -> str:
     # The remote command starts in the login directory; "~/" would not
     # expand once quoted.
     return path[2:] if path.startswith("~/") else path
+
+
+def plan(source: str | Source, target_url,
+         options: ImportOptions | None = None) -> list[str]:
+    """What :func:`import_database` would run, step by step; runs nothing."""
+    options = options or ImportOptions()
+    if isinstance(source, str):
+        source = parse_source(source)
+    return _Import(source, target_url, options, _silent).plan()
 
 
 def import_database(source: str | Source, target_url,

@@ -247,3 +247,6 @@ def migrated_old_site_template(pg_admin_url, ckan_db_url, old_site_template):
     assert result.returncode == 0, result.stderr
     yield name
     drop_database(pg_admin_url, name)
+
+
+pytest_plugins = ["ckanext.datagovuk.tests.faults_report"]

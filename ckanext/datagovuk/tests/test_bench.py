@@ -175,7 +175,8 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
     ratios = results["ratios"]
     assert set(ratios) == set(bench.RATIO_KEYS)
     for key in ("import_over_floor", "manual_over_import_loopback",
-                "pipeline_over_floor", "python_peak_rss_mb"):
+                "pipeline_over_floor", "pipeline_one_run_over_floor",
+                "python_peak_rss_mb"):
         assert ratios[key]["value"] > 0, key
         assert ratios[key]["status"] in ("pass", "miss"), key
     for key in ("data_migration_per_dataset_N_over_M",

@@ -100,13 +100,12 @@ def migrated_with_paster(make_module_database, old_site_template):
 
 
 @pytest.fixture(scope="module")
-def fresh_schema(make_module_database):
+def fresh_schema(ckan_head_template, ckan_db_url):
     """``pg_dump -s -n public`` of a database made by `ckan db init` (the
     same plugins: test.ini's)."""
-    url = make_module_database()
-    result = run_command(["ckan", "-c", TEST_INI, "db", "init"], db_url=url)
-    assert result.returncode == 0, result.stderr
-    return dump_database(url, "-s", "-n", "public")
+    url = db.with_database(ckan_db_url, ckan_head_template)
+    return dump_database(url.render_as_string(hide_password=False),
+                         "-s", "-n", "public")
 
 
 def db_check(url: str) -> subprocess.CompletedProcess:
@@ -155,6 +154,12 @@ def test_legacy_tables_are_archived_with_all_their_rows(migrated):
                  )[0][0] == before["revisions"]
     assert query(url, "SELECT count(*) FROM datagovuk_legacy.related"
                  )[0][0] == before["related"] > 0
+    # the copy holds the extras as they were, before the NULL fix
+    assert query(url, """
+        SELECT e.value IS NULL FROM datagovuk_legacy.package_extra e
+        JOIN package p ON p.id = e.package_id
+        WHERE p.name = %s AND e.key = %s""",
+        (KNOWN.null_extra_dataset, KNOWN.null_extra_key)) == [(True,)]
     public = {row[0] for row in query(
         url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert not public & set(archive.DGU_TABLES + archive.HARVEST_TABLES)
@@ -357,6 +362,15 @@ def test_clashing_emails_stop_before_anything_changes(old_site):
     assert "--resolve-email-clash keep-oldest" in message
 
 
+def test_a_site_without_harvest_tables_migrates_too(old_site_no_harvest):
+    report = migrate_in_process(old_site_no_harvest,
+                                resolve_email_clash="keep-oldest")
+    assert report.outcome == "committed"
+    assert report.schema_after.endswith("(head)")
+    moved = {table.name for table in report.archive.named("moved")}
+    assert moved == set(archive.DGU_TABLES)
+
+
 def test_skip_upgrade_commits_the_data_migrations_only(old_site):
     report = migrate_in_process(old_site, skip_upgrade=True).to_dict()
     assert report["schema_after"] == "legacy 71"
@@ -422,7 +436,7 @@ def test_sigterm_part_way_rolls_everything_back(old_site):
          TEST_INI, "datagovuk", *MIGRATE], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for line in process.stdout:
-        if line.startswith("archive ..."):       # after 001 and the fixes
+        if line.startswith("upgrade fixes ..."):  # after 001 and the archive
             process.send_signal(signal.SIGTERM)
             break
     stdout, stderr = process.communicate(timeout=600)

@@ -1,0 +1,136 @@
+"""``datagovuk migrate --from SOURCE``: the whole move as one run.
+
+The import loads the old site into a staging database; the data migrations,
+CKAN's schema upgrade and the promotion of the configured sysadmins all run
+on that staging database, and only then is it swapped in as the site's
+database.  Whatever fails, at whatever step, the staging database is dropped
+and the site's database is exactly as it was: never half-migrated.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from ckanext.datagovuk import db, migrate, runner, settings, sysadmins, transfer
+from ckanext.datagovuk.errors import OperatorError
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class PipelineReport:
+    import_result: Optional[transfer.ImportResult] = None
+    migration: Optional[migrate.MigrationReport] = None
+    promotion: Optional[sysadmins.PromotionResult] = None
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        lines = ["", "== migrate --from: report"]
+        if self.import_result:
+            lines += ["", "Import:"] + [
+                "  " + line for line in self.import_result.summary_lines()]
+        if self.migration:
+            lines += ["", self.migration.to_text()]
+        lines += ["", "Sysadmins:"]
+        if self.promotion:
+            lines.append("  " + sysadmins.format_result(
+                self.promotion).replace("\n", "\n  "))
+        else:
+            lines.append(f"  none configured ({settings.SYSADMINS}); run "
+                         "`datagovuk promote --demoted` or name the users")
+        lines += ["", "Time of each step: " + ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in self.timings)]
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _model_session_on(url: str):
+    """CKAN's model session bound to ``url`` (the staging database) while
+    the sysadmin ledger runs there, then bound back."""
+    from ckan import model
+    engine = create_engine(url, poolclass=NullPool)
+    model.Session.remove()
+    model.Session.configure(bind=engine)
+    try:
+        yield
+    finally:
+        model.Session.remove()
+        model.Session.configure(bind=model.meta.engine)
+        engine.dispose()
+
+
+def _step(report: PipelineReport, name: str, echo: Echo):
+    @contextlib.contextmanager
+    def timed():
+        echo(f"\n== {name}")
+        started = time.monotonic()
+        yield
+        seconds = time.monotonic() - started
+        report.timings.append((name, seconds))
+        echo(f"== {name}: done in {seconds:.1f} s")
+    return timed()
+
+
+def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
+         migration_options: migrate.MigrationOptions, plugins: list[str],
+         config) -> list[str]:
+    """What ``migrate --from`` would do, step by step; changes nothing."""
+    steps = [f"1. import {source} into a staging database next to "
+             f"{db.safe_url(target_url)}:"]
+    steps += ["     " + line for line in transfer.plan(
+        source, target_url, import_options)]
+    migrations = runner.discover(migration_options.migrations_dir)
+    steps.append("2. in the staging database, in one transaction: the data "
+                 "migrations " + (", ".join(m.name for m in migrations)
+                                  or "(none)")
+                 + ("" if migration_options.skip_upgrade else
+                    ", the archive of legacy tables to datagovuk_legacy, "
+                    "CKAN's schema upgrade to head"
+                    + (f" and the migrations of {', '.join(plugins)}"
+                       if plugins else "")))
+    configured = settings.get(settings.SYSADMINS, config)
+    steps.append("3. promote " + (", ".join(configured) if configured else
+                                  f"nobody ({settings.SYSADMINS} is empty)"))
+    steps.append(f"4. swap the staging database in as "
+                 f"{db.parse(target_url).database}"
+                 + (" (the old one kept under a backup name)"
+                    if import_options.replace and not import_options.drop_old
+                    else ""))
+    return steps
+
+
+def migrate_from(source: str, target_url: str,
+                 import_options: transfer.ImportOptions,
+                 migration_options: migrate.MigrationOptions,
+                 plugins: list[str], config, echo: Echo) -> PipelineReport:
+    if migration_options.dry_run:
+        raise OperatorError("--from cannot be combined with --dry-run: use "
+                            "--plan to see what it would do")
+    report = PipelineReport()
+    migration_settings = runner.settings_from_config(config)
+    configured = settings.get(settings.SYSADMINS, config)
+
+    def finish_in_staging(staging_url: str) -> None:
+        with _step(report, "migrate (in the staging database)", echo):
+            report.migration = migrate.migrate(
+                staging_url, plugins, migration_settings, migration_options,
+                progress=echo)
+        if configured and not migration_options.skip_upgrade:
+            with _step(report, "promote --configured", echo), \
+                    _model_session_on(staging_url):
+                report.promotion = sysadmins.promote(configured=True)
+
+    import_options.before_swap = finish_in_staging
+    with _step(report, f"import {source}", echo):
+        report.import_result = transfer.import_database(
+            source, target_url, import_options, echo=echo)
+    # The import's time includes the steps run before its swap.
+    name, total = report.timings.pop()
+    nested = sum(seconds for _, seconds in report.timings)
+    report.timings.insert(0, (name, total - nested))
+    return report

@@ -1,0 +1,724 @@
+"""Fault injection: each fault at each step of moving an old site
+(``import`` -> ``migrate`` -> ``promote``), asserting the whole outcome.
+
+Nothing is mocked: the private PostgreSQL plays both servers, a loopback
+``sshd`` (``localssh``) plays the old site's host, and the real commands run
+in processes of their own.  Every failing case asserts that
+
+* the target database is unchanged (its ``pg_dump`` is identical) or
+  complete, never in between;
+* the source database is never modified;
+* no staging database (``transfer.staging_name``) is left;
+* the command failed with one ``Error:`` line and a non-zero exit;
+* running again once the fault is removed succeeds.
+
+Each test carries ``@pytest.mark.fault(step, fault, outcome)``; the plugin
+``faults_report`` turns the results into ``docs/faults.rst``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from ckanext.datagovuk import db, localpg, localssh, transfer
+from ckanext.datagovuk.tests.conftest import (
+    TEST_INI, VENV_BIN, admin_execute, ckan_datagovuk, drop_database,
+    dump_database, one_line_error, paster_datagovuk, run_command)
+
+fault = pytest.mark.fault
+MIGRATE = ["migrate", "--resolve-email-clash", "keep-oldest"]
+SHIPPED_001 = os.path.join(os.path.dirname(transfer.__file__), "migrations",
+                           "001_bytemark_to_govuk.sql")
+# Bytes the stand-in remote pg_dump sends at full speed: past the table of
+# contents, so the restore is already loading when the fault strikes.
+BURST = 320 << 10
+# How long an injected pg_sleep holds a step, long enough for a test to
+# see it (pg_stat_activity) and strike.
+HOLD_SECONDS = 3
+
+# The remote pg_dump, wrapped (run on the "remote host" through ssh).
+#   trickle: the first BURST bytes, then 1 KiB every 0.2 s, until cut;
+#   fail:    the first BURST bytes, then pg_dump's error and exit 1.
+REMOTE_PG_DUMP = """#!{python}
+import os, subprocess, sys, time
+if sys.argv[1:] == ["--version"]:
+    os.execvp("pg_dump", ["pg_dump", "--version"])
+dump = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
+out = sys.stdout.buffer
+try:
+    out.write(dump.stdout.read({burst}))
+    out.flush()
+    open({marker!r}, "w").close()
+    if {mode!r} == "fail":
+        sys.stderr.write('pg_dump: error: Dumping the contents of table '
+                         '"package" failed: PQgetResult() failed.\\n')
+        sys.exit(1)
+    while True:
+        chunk = dump.stdout.read(1024)
+        if not chunk:
+            break
+        out.write(chunk)
+        out.flush()
+        time.sleep(0.2)
+finally:
+    dump.kill()
+"""
+
+
+# --------------------------------------------------------------------------
+# The source, the target and the servers
+
+@dataclass
+class Source:
+    url: str
+    conninfo: str       # what --remote-db gets: the "remote" pg_dump's DSN
+    fingerprint: str    # pg_dump of the whole database when the module began
+
+
+@pytest.fixture(scope="module")
+def ssh_server():
+    server = localssh.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def source(pg_admin_url, ckan_db_url, old_site_template):
+    """The old site's database on the "remote host" (a copy of the old
+    site template, read by the remote pg_dump through a DSN)."""
+    name = f"faults_source_{uuid.uuid4().hex[:8]}"
+    owner = db.parse(ckan_db_url).username
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
+                                f'TEMPLATE "{old_site_template}"')
+    url = db.with_database(ckan_db_url, name).render_as_string(
+        hide_password=False)
+    conninfo = (f"host=127.0.0.1 port={db.parse(url).port} dbname={name} "
+                f"user={owner}")
+    yield Source(url, conninfo, dump_database(url))
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def target(make_database, pg_admin_url):
+    """The new site's database before the move: it holds a marker, so that
+    "unchanged" means something.  Databases an import left under the
+    target's name (the replaced one) go with it."""
+    url = make_database()
+    sql(url, "CREATE TABLE marker (note text); "
+             "INSERT INTO marker VALUES ('the new site before the move')")
+    yield url
+    name = db.parse(url).database
+    for leftover in sql(pg_admin_url, "SELECT datname FROM pg_database "
+                        "WHERE datname LIKE %s", (f"{name}\\_\\_%",)):
+        drop_database(pg_admin_url, leftover[0])
+
+
+@pytest.fixture
+def cluster():
+    """The suite's own PostgreSQL cluster (started by ``localpg run``)."""
+    directory = os.environ.get("DATAGOVUK_PG_DIR")
+    port = os.environ.get("DATAGOVUK_PG_PORT")
+    if not directory or not port:
+        pytest.skip("not run inside `localpg run` (DATAGOVUK_PG_DIR unset): "
+                    "no cluster of our own to restart")
+    return localpg.Cluster(directory=directory, port=int(port))
+
+
+def restart_postgres(cluster: localpg.Cluster) -> None:
+    """``pg_ctl restart -m fast``, as the server's OS user.  Not
+    ``Cluster.restart()``: it captures pg_ctl's output, and the new
+    postmaster inherits those pipes and never closes them, so it never
+    returns."""
+    command = [os.path.join(localpg.PG_BIN, "pg_ctl"), "-D", cluster.datadir,
+               "-m", "fast", "-w", "-t", "60", "-l",
+               os.path.join(cluster.directory, "server.log"), "restart"]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=120)
+    # Pooled connections of this process died with the server.
+    if "ckan.model" in sys.modules:
+        from ckan import model
+        model.Session.remove()
+        model.meta.engine.dispose()
+
+
+@pytest.fixture
+def migrations_dir(tmp_path):
+    """A --migrations-dir holding the shipped 001 and whatever a test adds."""
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    shutil.copyfile(SHIPPED_001, directory / "001_bytemark_to_govuk.sql")
+    return directory
+
+
+@pytest.fixture
+def tiny_tablespace(pg_admin_url, ckan_db_url):
+    """A tablespace on an 8 MB tmpfs that the CKAN role's new tables go to
+    (``ALTER ROLE ... SET default_tablespace``): the disk that fills up.
+    Yields a function that removes the fault."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the tablespace needs root")
+    role = db.parse(ckan_db_url).username
+    name = f"faults_tiny_{uuid.uuid4().hex[:6]}"
+    mount_point = tempfile.mkdtemp(prefix="datagovuk-tiny-disk-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700",
+                    "tmpfs", mount_point], check=True, capture_output=True)
+    try:
+        shutil.chown(mount_point, user="postgres", group="postgres")
+        admin_execute(pg_admin_url, f"CREATE TABLESPACE {name} "
+                                    f"LOCATION '{mount_point}'")
+        admin_execute(pg_admin_url, f"GRANT CREATE ON TABLESPACE {name} "
+                                    f"TO {role}")
+        admin_execute(pg_admin_url, f"ALTER ROLE {role} SET "
+                                    f"default_tablespace = '{name}'")
+
+        def remove_fault():
+            admin_execute(pg_admin_url,
+                          f"ALTER ROLE {role} RESET default_tablespace")
+
+        yield remove_fault
+    finally:
+        admin_execute(pg_admin_url,
+                      f"ALTER ROLE {role} RESET default_tablespace")
+        admin_execute(pg_admin_url, f"DROP TABLESPACE IF EXISTS {name}")
+        if subprocess.run(["umount", mount_point],
+                          capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", mount_point], capture_output=True)
+        os.rmdir(mount_point)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+def sql(url, statement, params=None) -> list[tuple]:
+    conn = db.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def database_name(url) -> str:
+    return db.parse(url).database
+
+
+def staging_databases(admin_url) -> list[str]:
+    """Every database named like an import's staging database (of any
+    target: one failed import must not leave one for anybody)."""
+    marker = transfer.staging_name("x", 12345)[1:-len("12345")]
+    pattern = "%" + marker.replace("_", "\\_") + "%"
+    return [row[0] for row in sql(
+        admin_url, "SELECT datname FROM pg_database WHERE datname LIKE %s",
+        (pattern,))]
+
+
+def import_args(server, source: Source, *extra: str) -> list[str]:
+    return ["import", server.destination, "--remote-db", source.conninfo,
+            "--ssh-port", str(server.port), "--identity", server.identity_file,
+            "--ssh-option", f"UserKnownHostsFile={server.known_hosts_file}",
+            "--replace", "--drop-old", *extra]
+
+
+def remote_pg_dump(tmp_path, mode: str) -> tuple[str, str]:
+    """A wrapped remote pg_dump (``trickle`` or ``fail``, see above) and the
+    file it touches once the burst is out."""
+    marker = str(tmp_path / f"burst-sent-{mode}")
+    script = tmp_path / f"pg_dump_{mode}"
+    script.write_text(REMOTE_PG_DUMP.format(python=sys.executable,
+                                            burst=BURST, marker=marker,
+                                            mode=mode))
+    script.chmod(0o755)
+    return str(script), marker
+
+
+def start(program: str, args: list[str], db_url: str) -> subprocess.Popen:
+    """``paster datagovuk ARGS -c test.ini`` or ``ckan -c test.ini
+    datagovuk ARGS``, started in the background."""
+    env = {**os.environ, "CKAN_SQLALCHEMY_URL": db_url}
+    if program == "paster":
+        command = [os.path.join(VENV_BIN, "paster"), "datagovuk", *args,
+                   "-c", TEST_INI]
+    else:
+        command = [os.path.join(VENV_BIN, "ckan"), "-c", TEST_INI,
+                   "datagovuk", *args]
+    return subprocess.Popen(command, cwd="/", env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(process: subprocess.Popen, timeout: int = 300
+           ) -> subprocess.CompletedProcess:
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(process.args, process.returncode,
+                                       stdout, stderr)
+
+
+def wait_until(condition, process: subprocess.Popen, what: str,
+               timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            result = finish(process)
+            pytest.fail(f"the command ended before {what}: "
+                        f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def sleeping_in(admin_url, database: str) -> bool:
+    """A session of ``database`` is inside an injected pg_sleep."""
+    return bool(sql(admin_url, "SELECT 1 FROM pg_stat_activity WHERE "
+                               "datname = %s AND wait_event = 'PgSleep'",
+                    (database,)))
+
+
+def assert_failed_cleanly(result, target_url: str, target_before: str,
+                          admin_url: str, source: Source | None = None) -> str:
+    """The outcome every fault must have; returns the error line."""
+    message = one_line_error(result)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert ":pass@" not in result.stdout + result.stderr
+    assert dump_database(target_url) == target_before, \
+        "the target database changed"
+    assert staging_databases(admin_url) == []
+    if source is not None:
+        assert dump_database(source.url) == source.fingerprint, \
+            "the source database changed"
+    return message
+
+
+def content(url) -> dict:
+    """What a database holds, independent of where rows sit on disk: its
+    schema (``pg_dump -s``) and per table the row count and a checksum over
+    the sorted rows."""
+    tables = sql(url, "SELECT format('%I.%I', schemaname, tablename) FROM "
+                      "pg_tables WHERE schemaname NOT IN ('pg_catalog', "
+                      "'information_schema') ORDER BY 1")
+    found = {"(schema)": dump_database(url, "--schema-only")}
+    for (table,) in tables:
+        found[table] = sql(url, f"SELECT count(*), md5(coalesce(string_agg("
+                                f"md5(t::text), '' ORDER BY md5(t::text)), "
+                                f"'')) FROM {table} t")[0]
+    return found
+
+
+def assert_imported(target_url: str, source: Source, admin_url: str) -> None:
+    """The target holds exactly what the source holds."""
+    assert content(target_url) == content(source.url)
+    assert staging_databases(admin_url) == []
+
+
+def assert_migrated(result, target_url: str, files: list[str]) -> None:
+    """A migrate that committed: every data migration in the ledger once,
+    the schema at CKAN's head."""
+    assert result.returncode == 0, result.stderr
+    assert "committed" in result.stdout
+    ledger = sql(target_url, "SELECT filename FROM "
+                             "datagovuk.applied_migrations ORDER BY 1")
+    assert [row[0] for row in ledger] == sorted(files)
+    assert sql(target_url, "SELECT to_regclass('public.migrate_version')"
+               ) == [(None,)]
+    assert len(sql(target_url, "SELECT version_num FROM alembic_version")) \
+        == 1
+
+
+def install_upgrade_hold(admin_url: str, target_url: str) -> None:
+    """Make CKAN's schema upgrade pause for HOLD_SECONDS in the middle (when
+    revision 099 creates the table api_token), through an event trigger
+    that the superuser installs in the target: nothing of the upgrade's own
+    code is touched."""
+    sql(db.with_database(admin_url, database_name(target_url)), f"""
+        CREATE SCHEMA fault_injection;
+        CREATE FUNCTION fault_injection.hold_the_upgrade()
+            RETURNS event_trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
+                       WHERE object_identity = 'public.api_token') THEN
+                PERFORM pg_sleep({HOLD_SECONDS});
+            END IF;
+        END $$;
+        CREATE EVENT TRIGGER fault_hold_the_upgrade ON ddl_command_end
+            WHEN TAG IN ('CREATE TABLE')
+            EXECUTE FUNCTION fault_injection.hold_the_upgrade();
+    """)
+
+
+def remove_upgrade_hold(admin_url: str, target_url: str) -> None:
+    sql(db.with_database(admin_url, database_name(target_url)),
+        "DROP EVENT TRIGGER fault_hold_the_upgrade; "
+        "DROP SCHEMA fault_injection CASCADE")
+
+
+# --------------------------------------------------------------------------
+# transfer: the dump streamed over ssh into a staging database
+
+@fault(step="transfer", fault="ssh connection dropped mid-transfer",
+       outcome="target unchanged, source unchanged, staging dropped, one-line "
+               "error naming ssh; the whole pipeline (import, migrate, "
+               "promote) re-run succeeds")
+def test_ssh_connection_dropped_mid_transfer(ssh_server, source, target,
+                                             pg_admin_url, tmp_path):
+    script, marker = remote_pg_dump(tmp_path, "trickle")
+    before = dump_database(target)
+    process = start("paster", import_args(ssh_server, source,
+                                          "--remote-pg-dump", script), target)
+    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
+    wait_until(lambda: staging_databases(pg_admin_url), process,
+               "the staging database was created")
+    assert ssh_server.kill_sessions()
+    result = finish(process)
+    message = assert_failed_cleanly(result, target, before, pg_admin_url,
+                                    source)
+    assert "ssh connection to" in message
+
+    # The link is back: the whole move runs to the end.
+    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source, pg_admin_url)
+    result = ckan_datagovuk(MIGRATE, db_url=target)
+    assert_migrated(result, target, ["001_bytemark_to_govuk.sql"])
+    result = ckan_datagovuk(["promote", "--demoted"], db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert sql(target, "SELECT count(*) FROM datagovuk.promotions "
+                       "WHERE via = 'demoted'")[0][0] > 0
+    assert dump_database(source.url) == source.fingerprint
+
+
+@fault(step="transfer", fault="remote pg_dump fails after partial output",
+       outcome="target unchanged, source unchanged, staging dropped, one-line "
+               "error with pg_dump's own message; re-run succeeds")
+def test_remote_pg_dump_fails_part_way(ssh_server, source, target,
+                                       pg_admin_url, tmp_path):
+    script, marker = remote_pg_dump(tmp_path, "fail")
+    before = dump_database(target)
+    result = paster_datagovuk(import_args(ssh_server, source,
+                                          "--remote-pg-dump", script),
+                              db_url=target)
+    assert os.path.exists(marker), "the failing pg_dump never sent its burst"
+    message = assert_failed_cleanly(result, target, before, pg_admin_url,
+                                    source)
+    assert "failed on" in message and "PQgetResult() failed" in message
+
+    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source, pg_admin_url)
+
+
+@fault(step="transfer", fault="truncated dump file (cut in half)",
+       outcome="target unchanged, staging dropped, one-line error saying "
+               "truncated or corrupt; re-run with the whole file succeeds")
+def test_truncated_dump(old_site_dump, source, target, pg_admin_url, tmp_path):
+    truncated = tmp_path / "truncated.dump"
+    data = open(old_site_dump, "rb").read()
+    truncated.write_bytes(data[:len(data) // 2])
+    before = dump_database(target)
+    result = paster_datagovuk(["import", str(truncated), "--replace",
+                               "--drop-old"], db_url=target)
+    message = assert_failed_cleanly(result, target, before, pg_admin_url,
+                                    source)
+    assert "truncated or corrupt" in message
+
+    result = paster_datagovuk(["import", old_site_dump, "--replace",
+                               "--drop-old"], db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source, pg_admin_url)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+@fault(step="transfer", fault="interrupt (SIGINT / SIGTERM) mid-transfer",
+       outcome="target unchanged, source unchanged, staging dropped, one-line "
+               "'interrupted' error; re-run succeeds")
+def test_interrupt_mid_transfer(signum, ssh_server, source, target,
+                                pg_admin_url, tmp_path):
+    script, marker = remote_pg_dump(tmp_path, "trickle")
+    before = dump_database(target)
+    process = start("paster", import_args(ssh_server, source,
+                                          "--remote-pg-dump", script), target)
+    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
+    wait_until(lambda: staging_databases(pg_admin_url), process,
+               "the staging database was created")
+    process.send_signal(signum)
+    result = finish(process)
+    message = assert_failed_cleanly(result, target, before, pg_admin_url,
+                                    source)
+    assert f"interrupted ({signal.Signals(signum).name})" in message
+
+    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source, pg_admin_url)
+
+
+@fault(step="transfer", fault="PostgreSQL restarted mid-transfer",
+       outcome="target unchanged, source unchanged, staging dropped, one-line "
+               "error; the server is back; re-run succeeds")
+def test_postgres_restart_mid_transfer(ssh_server, source, target, cluster,
+                                       pg_admin_url, tmp_path):
+    script, marker = remote_pg_dump(tmp_path, "trickle")
+    before = dump_database(target)
+    process = start("paster", import_args(ssh_server, source,
+                                          "--remote-pg-dump", script), target)
+    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
+    wait_until(lambda: staging_databases(pg_admin_url), process,
+               "the staging database was created")
+    restart_postgres(cluster)
+    result = finish(process)
+    assert sql(pg_admin_url, "SELECT 1") == [(1,)], "the server is not back"
+    message = assert_failed_cleanly(result, target, before, pg_admin_url,
+                                    source)
+    assert "nothing was imported" in message or "failed" in message
+
+    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source, pg_admin_url)
+
+
+# --------------------------------------------------------------------------
+# restore: pg_restore writing into the staging database
+
+@fault(step="restore", fault="disk full while restoring (8 MB tmpfs "
+                             "tablespace)",
+       outcome="target unchanged, source unchanged, staging dropped, one-line "
+               "error saying no space left; re-run with room succeeds")
+def test_disk_full_during_restore(tiny_tablespace, ssh_server, source, target,
+                                  pg_admin_url):
+    before = dump_database(target)
+    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
+    message = assert_failed_cleanly(result, target, before, pg_admin_url,
+                                    source)
+    assert "No space left on device" in message
+
+    tiny_tablespace()
+    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source, pg_admin_url)
+
+
+# --------------------------------------------------------------------------
+# data migration: migrations/NNN_*.sql in migrate's one transaction
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+@fault(step="data migration", fault="interrupt (SIGINT / SIGTERM) while a "
+                                    "data migration runs",
+       outcome="target unchanged (ledger included), one-line error saying "
+               "rolled back; re-run succeeds")
+def test_interrupt_during_a_data_migration(signum, old_site, migrations_dir,
+                                           pg_admin_url):
+    (migrations_dir / "002_slow.sql").write_text(
+        "UPDATE package SET title = title || ' (checked)';\n"
+        f"SELECT pg_sleep({HOLD_SECONDS});\n")
+    args = [*MIGRATE, "--migrations-dir", str(migrations_dir)]
+    before = dump_database(old_site)
+    process = start("ckan", args, old_site)
+    wait_until(lambda: sleeping_in(pg_admin_url, database_name(old_site)),
+               process, "the data migration ran")
+    process.send_signal(signum)
+    result = finish(process)
+    message = assert_failed_cleanly(result, old_site, before, pg_admin_url)
+    assert "during data migrations" in message and "rolled back" in message
+
+    result = ckan_datagovuk(args, db_url=old_site)
+    assert_migrated(result, old_site,
+                    ["001_bytemark_to_govuk.sql", "002_slow.sql"])
+
+
+@fault(step="data migration", fault="a data migration fails on one row "
+                                    "(unique constraint)",
+       outcome="target unchanged (ledger included), one-line error naming "
+               "the file and the constraint; re-run with the file fixed "
+               "succeeds")
+def test_data_migration_fails_on_one_row(old_site, migrations_dir,
+                                         pg_admin_url):
+    first, second = [row[0] for row in sql(
+        old_site, "SELECT name FROM package WHERE state = 'active' "
+                  "ORDER BY name LIMIT 2")]
+    # Every dataset's title changes, and one dataset's name collides.
+    (migrations_dir / "002_rename.sql").write_text(
+        "UPDATE package SET title = upper(title), name = CASE name "
+        f"WHEN '{second}' THEN '{first}' ELSE name END;\n")
+    args = [*MIGRATE, "--migrations-dir", str(migrations_dir)]
+    before = dump_database(old_site)
+    result = ckan_datagovuk(args, db_url=old_site)
+    message = assert_failed_cleanly(result, old_site, before, pg_admin_url)
+    assert "002_rename.sql" in message and "package_name_key" in message
+    assert "rolled back" in message
+
+    (migrations_dir / "002_rename.sql").write_text(
+        "UPDATE package SET title = upper(title);\n")
+    result = ckan_datagovuk(args, db_url=old_site)
+    assert_migrated(result, old_site,
+                    ["001_bytemark_to_govuk.sql", "002_rename.sql"])
+    assert sql(old_site, "SELECT title FROM package WHERE name = %s",
+               (second,))[0][0].isupper()
+
+
+# --------------------------------------------------------------------------
+# schema upgrade: CKAN's alembic revisions, same transaction
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+@fault(step="schema upgrade", fault="interrupt (SIGINT / SIGTERM) in the "
+                                    "middle of CKAN's upgrade (revision 099)",
+       outcome="target unchanged (data migrations and archive rolled back "
+               "too), one-line error; re-run succeeds")
+def test_interrupt_during_the_schema_upgrade(signum, old_site, pg_admin_url):
+    install_upgrade_hold(pg_admin_url, old_site)
+    before = dump_database(old_site)
+    process = start("ckan", MIGRATE, old_site)
+    wait_until(lambda: sleeping_in(pg_admin_url, database_name(old_site)),
+               process, "the schema upgrade reached revision 099")
+    process.send_signal(signum)
+    result = finish(process)
+    message = assert_failed_cleanly(result, old_site, before, pg_admin_url)
+    assert "during schema upgrade" in message and "rolled back" in message
+
+    remove_upgrade_hold(pg_admin_url, old_site)
+    result = ckan_datagovuk(MIGRATE, db_url=old_site)
+    assert_migrated(result, old_site, ["001_bytemark_to_govuk.sql"])
+
+
+@fault(step="schema upgrade", fault="PostgreSQL restarted in the middle of "
+                                    "CKAN's upgrade",
+       outcome="target unchanged (the server aborted the transaction), "
+               "one-line error; the server is back; re-run succeeds")
+def test_postgres_restart_during_the_schema_upgrade(old_site, cluster,
+                                                    pg_admin_url):
+    install_upgrade_hold(pg_admin_url, old_site)
+    before = dump_database(old_site)
+    process = start("ckan", MIGRATE, old_site)
+    wait_until(lambda: sleeping_in(pg_admin_url, database_name(old_site)),
+               process, "the schema upgrade reached revision 099")
+    restart_postgres(cluster)
+    result = finish(process)
+    assert sql(pg_admin_url, "SELECT 1") == [(1,)], "the server is not back"
+    message = assert_failed_cleanly(result, old_site, before, pg_admin_url)
+    assert "schema upgrade" in message
+
+    remove_upgrade_hold(pg_admin_url, old_site)
+    result = ckan_datagovuk(MIGRATE, db_url=old_site)
+    assert_migrated(result, old_site, ["001_bytemark_to_govuk.sql"])
+
+
+# --------------------------------------------------------------------------
+# concurrency: two operators, one database
+
+@fault(step="concurrency", fault="a second migrate started on the same "
+                                 "database at the same time",
+       outcome="exactly one runs and commits, the other refuses with a "
+               "one-line error and changes nothing; the ledger has one row "
+               "per file")
+def test_two_migrates_at_once(old_site, migrations_dir, pg_admin_url):
+    (migrations_dir / "002_slow.sql").write_text(
+        f"SELECT pg_sleep({HOLD_SECONDS * 2});\n")
+    args = [*MIGRATE, "--migrations-dir", str(migrations_dir)]
+    processes = [start("ckan", args, old_site) for _ in range(2)]
+    results = [finish(process) for process in processes]
+    succeeded = [result for result in results if result.returncode == 0]
+    refused = [result for result in results if result.returncode != 0]
+    assert len(succeeded) == 1 and len(refused) == 1, \
+        [(result.returncode, result.stderr) for result in results]
+    assert "another `datagovuk migrate` is running" in one_line_error(
+        refused[0])
+    assert_migrated(succeeded[0], old_site,
+                    ["001_bytemark_to_govuk.sql", "002_slow.sql"])
+    assert staging_databases(pg_admin_url) == []
+
+    # Running it again once the other has finished: nothing left to do.
+    before = dump_database(old_site)
+    result = ckan_datagovuk(args, db_url=old_site)
+    assert result.returncode == 0, result.stderr
+    assert "Data migrations: nothing to apply" in result.stdout
+    assert dump_database(old_site) == before
+
+
+# --------------------------------------------------------------------------
+# input: refused before anything runs
+
+@pytest.mark.parametrize("program,args", [
+    ("ckan", ["migrate", "--no-such-option"]),
+    ("paster", ["import", "somewhere.dump", "--no-such-option"]),
+], ids=["ckan migrate", "paster import"])
+@fault(step="input", fault="unknown option",
+       outcome="one-line usage error, exit 2, target unchanged")
+def test_unknown_option(program, args, target, pg_admin_url):
+    before = dump_database(target)
+    if program == "ckan":
+        result = ckan_datagovuk(args, db_url=target)
+    else:
+        result = paster_datagovuk(args, db_url=target)
+    assert result.returncode == 2
+    message = assert_failed_cleanly(result, target, before, pg_admin_url)
+    assert "--no-such-option" in message
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["import", "x.dump"],
+                                     ["promote", "--demoted"]],
+                         ids=["migrate", "import", "promote"])
+@fault(step="input", fault="missing config file",
+       outcome="one-line error naming the file, exit 2")
+def test_missing_config(command):
+    result = run_command(["paster", "datagovuk", *command, "-c",
+                          "/nonexistent/ckan.ini"], cwd="/")
+    assert result.returncode == 2
+    assert "/nonexistent/ckan.ini does not exist" in one_line_error(result)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [MIGRATE, ["promote", "--demoted"]],
+                         ids=["migrate", "promote"])
+@fault(step="input", fault="config pointing at a database that is not "
+                           "CKAN's",
+       outcome="one-line refusal, that database unchanged")
+def test_config_pointing_at_a_non_ckan_database(command, make_database,
+                                                pg_admin_url):
+    other = make_database()
+    sql(other, "CREATE TABLE invoices (id int PRIMARY KEY, total numeric); "
+               "INSERT INTO invoices VALUES (1, 99.5)")
+    before = dump_database(other)
+    result = paster_datagovuk(command, db_url=other)
+    message = assert_failed_cleanly(result, other, before, pg_admin_url)
+    assert "CKAN" in message or "invoices" in message or "user" in message
+
+
+@pytest.mark.parametrize("option", ["--remote-db", "--remote-pg-dump",
+                                    "source"])
+@fault(step="input", fault="shell metacharacters in the remote database "
+                           "name, the remote pg_dump path or the host",
+       outcome="nothing runs on the remote host (no file created), one-line "
+               "error, target unchanged")
+def test_shell_metacharacters_reach_no_shell(option, ssh_server, source,
+                                             target, pg_admin_url, tmp_path):
+    pwned = tmp_path / "pwned"
+    payload = f"ckan; touch {pwned}; echo $(touch {pwned})"
+    args = import_args(ssh_server, source)
+    if option == "source":
+        args[1] = f"{ssh_server.destination};touch {pwned}"
+    elif option == "--remote-db":
+        args[args.index("--remote-db") + 1] = payload
+    else:
+        args += ["--remote-pg-dump", payload]
+    before = dump_database(target)
+    result = paster_datagovuk(args, db_url=target)
+    assert not pwned.exists(), "a shell ran the operator's input"
+    assert_failed_cleanly(result, target, before, pg_admin_url, source)
