@@ -151,8 +151,11 @@ def environment(cluster: Cluster) -> dict[str, str]:
     }
 
 
-def run(command: list[str]) -> int:
-    cluster = start()
+def run_with(environment: dict[str, str], stop, banner: str,
+             command: list[str]) -> int:
+    """Run ``command`` with ``environment`` added, forwarding SIGINT and
+    SIGTERM to it; ``stop()`` the service afterwards, whatever happens.
+    Returns the command's exit status."""
     child: subprocess.Popen | None = None
 
     def forward(signum, _frame):
@@ -162,29 +165,39 @@ def run(command: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, forward)
     try:
-        print(f"private PostgreSQL on 127.0.0.1:{cluster.port} "
-              f"in {cluster.directory}", file=sys.stderr)
-        child = subprocess.Popen(command,
-                                 env={**os.environ, **environment(cluster)})
+        print(banner, file=sys.stderr)
+        child = subprocess.Popen(command, env={**os.environ, **environment})
         while True:
             try:
                 return child.wait()
             except InterruptedError:
                 time.sleep(0.1)
     finally:
-        cluster.stop()
+        stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main_for(description: str, run, argv: list[str] | None) -> int:
+    """The ``run -- CMD`` command line shared by the local services."""
+    parser = argparse.ArgumentParser(description=description)
     sub = parser.add_subparsers(dest="action", required=True)
-    run_parser = sub.add_parser("run", help="run a command with a cluster")
+    run_parser = sub.add_parser("run", help="run a command with the service")
     run_parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("run needs a command")
     return run(command)
+
+
+def run(command: list[str]) -> int:
+    cluster = start()
+    return run_with(environment(cluster), cluster.stop,
+                    f"private PostgreSQL on 127.0.0.1:{cluster.port} "
+                    f"in {cluster.directory}", command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(__doc__.splitlines()[0], run, argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ defines the host ``oldsite``), ``DATAGOVUK_SSH_PORT``,
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pwd
 import shutil
@@ -32,16 +31,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from ckanext.datagovuk import localpg
+
 SSHD = os.environ.get("DATAGOVUK_SSHD", "/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
 HOST_ALIAS = "oldsite"
 LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log: str,
@@ -185,7 +180,7 @@ def start(parent: str | None = None) -> SshServer:
     directory = tempfile.mkdtemp(prefix="datagovuk-ssh-", dir=parent)
     os.chmod(directory, 0o700)
     user = pwd.getpwuid(os.geteuid()).pw_name
-    server = SshServer(directory=directory, port=free_port(), user=user)
+    server = SshServer(directory=directory, port=localpg.free_port(), user=user)
     try:
         host_key = os.path.join(directory, "host_key")
         _keygen(host_key, "datagovuk-localssh-host")
@@ -262,38 +257,14 @@ def environment(server: SshServer) -> dict[str, str]:
 
 def run(command: list[str]) -> int:
     server = start()
-    child: subprocess.Popen | None = None
-
-    def forward(signum, _frame):
-        if child is not None and child.poll() is None:
-            child.send_signal(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, forward)
-    try:
-        print(f"private sshd on {server.destination} port {server.port} "
-              f"(ssh -F {server.ssh_config_file} {HOST_ALIAS})", file=sys.stderr)
-        child = subprocess.Popen(command,
-                                 env={**os.environ, **environment(server)})
-        while True:
-            try:
-                return child.wait()
-            except InterruptedError:
-                time.sleep(0.1)
-    finally:
-        server.stop()
+    return localpg.run_with(
+        environment(server), server.stop,
+        f"private sshd on {server.destination} port {server.port} "
+        f"(ssh -F {server.ssh_config_file} {HOST_ALIAS})", command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="action", required=True)
-    run_parser = sub.add_parser("run", help="run a command with an sshd")
-    run_parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("run needs a command")
-    return run(command)
+    return localpg.main_for(__doc__.splitlines()[0], run, argv)
 
 
 if __name__ == "__main__":
