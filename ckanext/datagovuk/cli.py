@@ -13,14 +13,20 @@ from ckanext.datagovuk.errors import OperatorError
 
 
 class OperatorErrorGroup(click.Group):
-    """Runs each command so that an ``OperatorError`` becomes one line on
-    stderr and a non-zero exit status, never a traceback."""
+    """Runs each command so that an ``OperatorError`` or a usage error
+    becomes one line on stderr and a non-zero exit status, never a
+    traceback or click's three-line usage message."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OperatorError as error:
             click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else ctx.command_path
+            click.echo(f"Error: {error.format_message()} (see '{where} "
+                       "--help')", err=True)
             ctx.exit(error.exit_code)
 
 

@@ -824,6 +824,21 @@ class _Import:
         self.staging_created = True
         self.echo(f"staging database: {self.staging}")
 
+    def drop_staging_patiently(self, seconds: float = 60) -> None:
+        """Drop the staging database, retrying while the server cannot be
+        reached (a restart is what may have broken the import)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.drop_database(self.staging)
+                return
+            except OperatorError as error:
+                if time.monotonic() >= deadline:
+                    self.echo(f"could not drop the staging database "
+                              f"{self.staging}: {error}; drop it by hand")
+                    return
+                time.sleep(1)
+
     def drop_database(self, name: str) -> None:
         _execute(_maintenance_url(self.ddl_admin_url or self.target_url), f"dropping the database {name}",
                  sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
@@ -1306,11 +1321,7 @@ class _Import:
         for child in self.children:
             child.kill()
         if failed and self.staging_created:
-            try:
-                self.drop_database(self.staging)
-            except OperatorError as error:
-                self.echo(f"could not drop the staging database "
-                          f"{self.staging}: {error}; drop it by hand")
+            self.drop_staging_patiently()
         if failed and self.kept_dump and not self.keep_dump_complete:
             # A partial copy would look like a dump; do not leave one (but
             # never unlink what is not a regular file, /dev/full say).

@@ -16,7 +16,7 @@ import uuid
 import psycopg2
 import pytest
 
-from ckanext.datagovuk import db, localssh, transfer
+from ckanext.datagovuk import db, localpg, localssh, transfer
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,
                                               admin_execute, ckan_datagovuk,
@@ -366,7 +366,7 @@ FAILURES = {
         "No such file"),
     "unreachable host": (
         lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
-                                   "--ssh-port", str(localssh.free_port())],
+                                   "--ssh-port", str(localpg.free_port())],
         "Connection refused"),
     "refused key": (
         lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
