@@ -243,6 +243,11 @@ def run_file(connection: Connection, migration: MigrationFile) -> list[str]:
         with raw.cursor() as cursor:
             cursor.execute(sql)
     except psycopg2.Error as error:
+        if raw.closed:
+            # The server went away (restart, crash, cut link). SQLAlchemy did
+            # not see it (the file ran on the raw cursor): tell it, or the
+            # caller's rollback fails on the dead connection and hides this.
+            connection.invalidate()
         raise OperatorError(
             f"migration {migration.name} failed: {db.first_line(error)}"
         ) from error

@@ -18,11 +18,12 @@ import re
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
+                                    ".."))
 TABLE_PATH = os.path.join(ROOT, "docs", "faults.rst")
 COLUMNS = ("Step", "Fault", "Outcome asserted", "Result", "Date", "Test")
 # The pipeline's order, so the table reads from the first step to the last.
-STEP_ORDER = ("input", "transfer", "restore", "data migration",
+STEP_ORDER = ("input", "transfer", "restore", "data migration", "archive",
               "schema upgrade", "concurrency", "pipeline")
 
 HEADER = """\
@@ -71,9 +72,13 @@ class _Collector:
                 raise pytest.UsageError(
                     f"{item.nodeid}: @pytest.mark.fault needs "
                     f"{', '.join(sorted(missing))}")
-            self.faults[item.nodeid] = {key: str(marker.kwargs[key])
-                                        for key in ("step", "fault",
-                                                    "outcome")}
+            row = {key: str(marker.kwargs[key])
+                   for key in ("step", "fault", "outcome")}
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None:
+                # One row per parameter: say which (SIGINT, SIGTERM, ...).
+                row["fault"] += f" [{callspec.id}]"
+            self.faults[item.nodeid] = row
 
     def pytest_runtest_logreport(self, report):
         if report.nodeid not in self.faults:
