@@ -698,7 +698,9 @@ class Bench:
             f"generate_{datasets}", f"generate the old site, {datasets} datasets",
             [sys.executable, "-m", "ckanext.datagovuk.oldsite",
              "--datasets", str(datasets), "--seed", str(self.args.seed),
-             self.url(database)])
+             db.parse(self.url(database)).set(password=None).render_as_string()],
+            # libpq reads the password from the environment, never argv.
+            env=db.libpq_env(self.url(database)))
         if not step.ok:
             self.drop(database)
             return None
