@@ -102,9 +102,12 @@ class Cluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def restart(self) -> None:
+        # The new server inherits pg_ctl's stdout: a pipe would never close.
         subprocess.run(_as_server_user(
             [os.path.join(PG_BIN, "pg_ctl"), "-D", self.datadir,
-             "-m", "fast", "-w", "restart"]), check=True, capture_output=True)
+             "-l", os.path.join(self.directory, "server.log"),
+             "-m", "fast", "-w", "restart"]), check=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start(parent: str | None = None) -> Cluster:

@@ -230,7 +230,12 @@ def migrate(url: str, plugins: list[str], settings: dict[str, str],
                         ("commit", round(time.monotonic() - started, 3)))
                     report.outcome = "committed"
             except BaseException as error:
-                transaction.rollback()
+                try:
+                    transaction.rollback()
+                except exc.DBAPIError:
+                    # The connection is gone (a server restart): PostgreSQL
+                    # has already rolled the transaction back.
+                    connection.invalidate()
                 raise _as_operator_error(error, steps.current) from error
     finally:
         connection.close()

@@ -650,6 +650,7 @@ class _Import:
         self.staging = staging_name(self.target)
         self.staging_url = db.with_database(self.target_url, self.staging)
         self.staging_created = False
+        self.lock_connection = None
         self.children: list[_Child] = []
         self.temp_dir: str | None = None
         self.phases: list[tuple[str, float]] = []
@@ -813,6 +814,7 @@ class _Import:
     # -- staging -----------------------------------------------------------
 
     def create_staging(self) -> None:
+        self.claim_staging()
         if database_exists(self.maintenance, self.staging):
             # Left by an earlier run of a process with our pid (killed -9).
             self.drop_database(self.staging)
@@ -823,6 +825,41 @@ class _Import:
                                 f"{self.staging}: {db.first_line(error)}")
         self.staging_created = True
         self.echo(f"staging database: {self.staging}")
+
+    def claim_staging(self) -> None:
+        """Hold a session advisory lock named after our staging database for
+        as long as this import runs, and drop the staging databases of
+        imports into the same target whose lock nobody holds: those were
+        killed outright (kill -9, the OOM killer) and could not clean up."""
+        self.lock_connection = _connect(self.maintenance, "the database "
+                                        "server")
+        self.lock_connection.autocommit = True
+        # "<target>__import_" as staging_name() cuts it for the longest pid.
+        prefix = _identifier_name(self.target, "__import_9999999")[:-7]
+        with self.lock_connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtext(%s))",
+                        (self.staging,))
+            cur.execute("SELECT datname FROM pg_database WHERE "
+                        "left(datname, %s) = %s AND datname <> %s",
+                        (len(prefix), prefix, self.staging))
+            for (name,) in cur.fetchall():
+                cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                            (name,))
+                if not cur.fetchone()[0]:
+                    continue        # another import is running into it
+                try:
+                    self.drop_database(name)
+                    self.echo(f"dropped {name}, left by an import that was "
+                              "killed")
+                finally:
+                    cur.execute("SELECT pg_advisory_unlock(hashtext(%s))",
+                                (name,))
+
+    def release_staging(self) -> None:
+        if self.lock_connection is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self.lock_connection.close()
+            self.lock_connection = None
 
     def drop_staging_patiently(self, seconds: float = 60) -> None:
         """Drop the staging database, retrying while the server cannot be
@@ -1326,6 +1363,7 @@ class _Import:
             child.kill()
         if failed and self.staging_created:
             self.drop_staging_patiently()
+        self.release_staging()
         if failed and self.kept_dump and not self.keep_dump_complete:
             # A partial copy would look like a dump; do not leave one (but
             # never unlink what is not a regular file, /dev/full say).

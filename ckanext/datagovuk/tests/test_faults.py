@@ -47,17 +47,8 @@ BURST = 320 << 10
 # see it (pg_stat_activity) and strike.
 HOLD_SECONDS = 3
 
-# Known bugs (expected failures until fixed; see the reasons).
-KILLED_IMPORT_LEAVES_STAGING = (
-    "transfer.py: an import killed outright (kill -9, OOM killer) leaves "
-    "<target>__import_<pid> behind, and later imports only drop a staging "
-    "database of their own pid; they should drop those of import processes "
-    "that no longer run (e.g. hold a session advisory lock while importing, "
-    "and drop <target>__import_* whose lock is free)")
-
-
 class StagingLeftBehind(AssertionError):
-    """A run left a staging database (the known bug above)."""
+    """A run left a staging database behind."""
 
 
 # The remote pg_dump, wrapped (run on the "remote host" through ssh).
@@ -511,8 +502,6 @@ def test_postgres_restart_mid_transfer(ssh_server, source, target, cluster,
     assert_imported(target, source, pg_admin_url)
 
 
-@pytest.mark.xfail(strict=True, raises=StagingLeftBehind,
-                   reason=KILLED_IMPORT_LEAVES_STAGING)
 @fault(step="transfer", fault="import killed outright (SIGKILL: kill -9, the "
                               "OOM killer) mid-transfer",
        outcome="target unchanged, source unchanged (no error line: the "
