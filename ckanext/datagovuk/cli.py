@@ -5,7 +5,6 @@ The work is done by the modules named after it (``transfer``, ``runner``,
 """
 from __future__ import annotations
 
-import functools
 
 import click
 

@@ -28,7 +28,6 @@ user.  A dump that switches database (``\\connect``, from ``pg_dump -C`` or
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import shlex
@@ -895,7 +894,7 @@ class _Import:
                 "database server")
         statement = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(
             sql.Identifier(name))
-        conn = _connect(self.staging_url, f"the staging database")
+        conn = _connect(self.staging_url, "the staging database")
         try:
             with conn.cursor() as cur:
                 cur.execute(statement)

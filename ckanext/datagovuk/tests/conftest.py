@@ -250,3 +250,13 @@ def migrated_old_site_template(pg_admin_url, ckan_db_url, old_site_template):
 
 
 pytest_plugins = ["ckanext.datagovuk.tests.faults_report"]
+
+
+@pytest.fixture(scope="module")
+def ssh_server():
+    """A private sshd on loopback playing the old site's host
+    (``localssh``), shared by a test module."""
+    from ckanext.datagovuk import localssh
+    server = localssh.start()
+    yield server
+    server.stop()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ckanext.datagovuk import (db, localpg, localssh, oldsite,
+from ckanext.datagovuk import (db, localpg, oldsite,
                                settings, transfer)
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, VENV_BIN, admin_execute, ckan_datagovuk, drop_database,
@@ -88,13 +88,6 @@ class Source:
     url: str
     conninfo: str       # what --remote-db gets: the "remote" pg_dump's DSN
     fingerprint: str    # pg_dump of the whole database when the module began
-
-
-@pytest.fixture(scope="module")
-def ssh_server():
-    server = localssh.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

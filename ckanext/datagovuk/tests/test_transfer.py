@@ -6,17 +6,15 @@ Nothing is mocked.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
 
-import psycopg2
 import pytest
 
-from ckanext.datagovuk import db, localpg, localssh, transfer
+from ckanext.datagovuk import db, localpg, transfer
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,
                                               admin_execute, ckan_datagovuk,
@@ -49,13 +47,6 @@ BURST = 320 << 10
 
 # --------------------------------------------------------------------------
 # Fixtures and helpers
-
-@pytest.fixture(scope="module")
-def ssh_server():
-    server = localssh.start()
-    yield server
-    server.stop()
-
 
 @pytest.fixture(scope="module")
 def source(pg_admin_url, ckan_db_url, old_site_template):
