@@ -260,3 +260,60 @@ def ssh_server():
     server = localssh.start()
     yield server
     server.stop()
+
+
+def run_sql(url, statement, params=None):
+    """Run ``statement`` on ``url`` (autocommit); its rows, if it has any."""
+    conn = db.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+# A stand-in for the remote pg_dump, given to import with --remote-pg-dump
+# (run on the "remote host" through ssh). It sends the first BURST bytes
+# (past the table of contents, so pg_restore is already loading) and
+# touches a marker file, so a test can act mid-stream deterministically:
+#   trickle: the first BURST bytes, then 1 KiB every 0.2 s, until cut;
+#   fail:    the first BURST bytes, then pg_dump's error and exit 1.
+REMOTE_PG_DUMP = """#!{python}
+import os, subprocess, sys, time
+if sys.argv[1:] == ["--version"]:
+    os.execvp("pg_dump", ["pg_dump", "--version"])
+dump = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
+out = sys.stdout.buffer
+try:
+    out.write(dump.stdout.read({burst}))
+    out.flush()
+    open({marker!r}, "w").close()
+    if {mode!r} == "fail":
+        sys.stderr.write('pg_dump: error: Dumping the contents of table '
+                         '"package" failed: PQgetResult() failed.\\n')
+        sys.exit(1)
+    while True:
+        chunk = dump.stdout.read(1024)
+        if not chunk:
+            break
+        out.write(chunk)
+        out.flush()
+        time.sleep(0.2)
+finally:
+    dump.kill()
+"""
+BURST = 320 << 10
+
+
+def remote_pg_dump(tmp_path, mode: str) -> tuple[str, str]:
+    """A wrapped remote pg_dump (``trickle`` or ``fail``, see above) and the
+    file it touches once the burst is out."""
+    marker = str(tmp_path / f"burst-sent-{mode}")
+    script = tmp_path / f"pg_dump_{mode}"
+    script.write_text(REMOTE_PG_DUMP.format(python=sys.executable,
+                                            burst=BURST, marker=marker,
+                                            mode=mode))
+    script.chmod(0o755)
+    return str(script), marker

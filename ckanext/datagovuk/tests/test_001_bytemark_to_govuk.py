@@ -17,10 +17,11 @@ import uuid
 import pytest
 from sqlalchemy import create_engine
 
-from ckanext.datagovuk import db, runner
+from ckanext.datagovuk import db, oldsite, runner
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, admin_execute, drop_database, run_command)
+from ckanext.datagovuk.tests.conftest import admin_execute as execute
 
 MIGRATION = os.path.join(runner.DEFAULT_MIGRATIONS_DIR, "001_bytemark_to_govuk.sql")
 OLD_FILES = "https://data.gov.uk/sites/default/files/"
@@ -41,13 +42,7 @@ THEMES = {
     "Towns & Cities": "towns-and-cities", "Education": "education",
     "Health": "health", "Transport": "transport",
 }
-CONTINUITY_INDEXES = {
-    "idx_resource_continuity_id": "resource_revision",
-    "idx_member_continuity_id": "member_revision",
-    "idx_package_continuity_id": "package_revision",
-    "idx_package_extra_continuity_id": "package_extra_revision",
-    "idx_package_tag_continuity_id": "package_tag_revision",
-}
+CONTINUITY_INDEXES = oldsite.CONTINUITY_INDEXES
 
 # The old harvest tables as ckanext-harvest (DGU branch) created them.
 HARVEST_DDL = """
@@ -272,16 +267,6 @@ def quote(value) -> str:
     if value is None:
         return "NULL"
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def execute(url: str, statement: str, params=None) -> None:
-    conn = db.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, params)
-    finally:
-        conn.close()
 
 
 def query(url: str, statement: str, params=None) -> list[tuple]:
@@ -759,7 +744,6 @@ def test_a_failure_halfway_changes_nothing(site22):
 def old_site_settings() -> dict:
     """What `migrate` passes with test.ini: no kept sysadmins, test.ini's
     organogram base URL and site user."""
-    from ckanext.datagovuk import oldsite
     return {runner.KEEP_SYSADMINS_GUC: "",
             runner.ORGANOGRAM_BASE_URL_GUC:
                 "https://s3-eu-west-1.amazonaws.com/datagovuk-test-ckan-organogram/",
@@ -767,7 +751,6 @@ def old_site_settings() -> dict:
 
 
 def test_generated_old_site(old_site):
-    from ckanext.datagovuk import oldsite
     known = oldsite.KNOWN_CASES
     ids = dict(query(old_site, 'SELECT name, id FROM "user"'))
     user_count = len(ids)

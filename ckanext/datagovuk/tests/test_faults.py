@@ -33,7 +33,8 @@ from ckanext.datagovuk import (db, localpg, oldsite,
                                settings, transfer)
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, VENV_BIN, admin_execute, ckan_datagovuk, drop_database,
-    dump_database, one_line_error, paster_datagovuk, run_command)
+    dump_database, one_line_error, paster_datagovuk, remote_pg_dump,
+    run_command)
 
 fault = pytest.mark.fault
 MIGRATE = ["migrate", "--resolve-email-clash", "keep-oldest"]
@@ -42,7 +43,6 @@ SHIPPED_001 = os.path.join(os.path.dirname(transfer.__file__), "migrations",
                            "001_bytemark_to_govuk.sql")
 # Bytes the stand-in remote pg_dump sends at full speed: past the table of
 # contents, so the restore is already loading when the fault strikes.
-BURST = 320 << 10
 # How long an injected pg_sleep holds a step, long enough for a test to
 # see it (pg_stat_activity) and strike.
 HOLD_SECONDS = 3
@@ -51,33 +51,6 @@ class StagingLeftBehind(AssertionError):
     """A run left a staging database behind."""
 
 
-# The remote pg_dump, wrapped (run on the "remote host" through ssh).
-#   trickle: the first BURST bytes, then 1 KiB every 0.2 s, until cut;
-#   fail:    the first BURST bytes, then pg_dump's error and exit 1.
-REMOTE_PG_DUMP = """#!{python}
-import os, subprocess, sys, time
-if sys.argv[1:] == ["--version"]:
-    os.execvp("pg_dump", ["pg_dump", "--version"])
-dump = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
-out = sys.stdout.buffer
-try:
-    out.write(dump.stdout.read({burst}))
-    out.flush()
-    open({marker!r}, "w").close()
-    if {mode!r} == "fail":
-        sys.stderr.write('pg_dump: error: Dumping the contents of table '
-                         '"package" failed: PQgetResult() failed.\\n')
-        sys.exit(1)
-    while True:
-        chunk = dump.stdout.read(1024)
-        if not chunk:
-            break
-        out.write(chunk)
-        out.flush()
-        time.sleep(0.2)
-finally:
-    dump.kill()
-"""
 
 
 # --------------------------------------------------------------------------
@@ -240,18 +213,6 @@ def import_args(server, source: Source, *extra: str) -> list[str]:
             "--ssh-port", str(server.port), "--identity", server.identity_file,
             "--ssh-option", f"UserKnownHostsFile={server.known_hosts_file}",
             "--replace", "--drop-old", *extra]
-
-
-def remote_pg_dump(tmp_path, mode: str) -> tuple[str, str]:
-    """A wrapped remote pg_dump (``trickle`` or ``fail``, see above) and the
-    file it touches once the burst is out."""
-    marker = str(tmp_path / f"burst-sent-{mode}")
-    script = tmp_path / f"pg_dump_{mode}"
-    script.write_text(REMOTE_PG_DUMP.format(python=sys.executable,
-                                            burst=BURST, marker=marker,
-                                            mode=mode))
-    script.chmod(0o755)
-    return str(script), marker
 
 
 def start(program: str, args: list[str], db_url: str) -> subprocess.Popen:

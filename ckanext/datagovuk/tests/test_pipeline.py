@@ -5,10 +5,10 @@ import pytest
 
 from ckanext.datagovuk import alembic_runner, oldsite
 from ckanext.datagovuk.tests.conftest import (TEST_INI, one_line_error,
-                                              run_command)
+                                              run_command, run_sql)
 from ckanext.datagovuk.tests.test_transfer import (  # noqa: F401 (fixtures)
     fingerprint, leftovers, database_name, missing_url, remote_db_args,
-    run_sql, source, ssh_args)
+    source, ssh_args)
 
 CONFIGURED_SYSADMIN = oldsite.KNOWN_CASES.sysadmins_with_membership[0]
 

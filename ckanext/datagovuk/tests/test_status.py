@@ -16,22 +16,13 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import db, oldsite, runner, status
+from ckanext.datagovuk import oldsite, runner, status
 from ckanext.datagovuk.tests.conftest import (ckan_datagovuk, dump_database,
                                               paster_datagovuk)
+from ckanext.datagovuk.tests.conftest import run_sql as execute
 
 SITE_USER = "test.ckan.net"   # ckan.site_id of test.ini
 MIGRATE = ["migrate", "--resolve-email-clash", "keep-oldest"]
-
-
-def execute(url: str, statement: str, params=None):
-    conn = db.connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
 
 
 def status_json(url: str, run=ckan_datagovuk) -> dict:

@@ -15,11 +15,12 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import db, oldsite, sysadmins as promoting
+from ckanext.datagovuk import oldsite, sysadmins as promoting
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, ckan_datagovuk,
                                               one_line_error, paster_datagovuk,
                                               run_command)
+from ckanext.datagovuk.tests.conftest import run_sql as execute
 
 SITE_USER = "test.ckan.net"   # ckan.site_id of test.ini
 # name, state, sysadmin, email
@@ -44,16 +45,6 @@ DEMOTED = ["grace", "heidi", "ivan", "judy"]
 
 def user_id(name: str) -> str:
     return f"id-{name}"
-
-
-def execute(url: str, statement: str, params=None):
-    conn = db.connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
 
 
 def add_people(url: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
@@ -19,30 +18,8 @@ from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,
                                               admin_execute, ckan_datagovuk,
                                               drop_database, one_line_error,
-                                              paster_datagovuk)
-
-# A stand-in for the remote pg_dump: the real one, but after the first
-# BURST bytes (past the table of contents, so pg_restore is already loading)
-# it trickles, so a test can cut the connection or signal the import
-# mid-stream deterministically.  It touches MARKER when the burst is out.
-THROTTLED_PG_DUMP = """#!{python}
-import os, subprocess, sys, time
-if sys.argv[1:] == ["--version"]:
-    os.execvp("pg_dump", ["pg_dump", "--version"])
-dump = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
-out = sys.stdout.buffer
-out.write(dump.stdout.read({burst}))
-out.flush()
-open({marker!r}, "w").close()
-while True:
-    chunk = dump.stdout.read(1024)
-    if not chunk:
-        break
-    out.write(chunk)
-    out.flush()
-    time.sleep(0.2)
-"""
-BURST = 320 << 10
+                                              paster_datagovuk, remote_pg_dump,
+                                              run_sql)
 
 
 # --------------------------------------------------------------------------
@@ -82,17 +59,6 @@ def existing_target(make_database):
     run_sql(url, "CREATE TABLE marker (note text); "
                  "INSERT INTO marker VALUES ('the site before the import')")
     return url
-
-
-def run_sql(url, statement):
-    conn = db.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
 
 
 def fingerprint(url) -> dict:
@@ -193,15 +159,6 @@ def finish(process) -> subprocess.CompletedProcess:
     stdout, stderr = process.communicate(timeout=120)
     return subprocess.CompletedProcess(process.args, process.returncode,
                                        stdout, stderr)
-
-
-def throttled_pg_dump(tmp_path) -> tuple[str, str]:
-    marker = str(tmp_path / "burst-sent")
-    script = tmp_path / "pg_dump_throttled"
-    script.write_text(THROTTLED_PG_DUMP.format(python=sys.executable,
-                                               burst=BURST, marker=marker))
-    script.chmod(0o755)
-    return str(script), marker
 
 
 # --------------------------------------------------------------------------
@@ -474,7 +431,7 @@ def test_a_connected_site_blocks_the_swap(old_site_dump, existing_target,
 @pytest.mark.parametrize("how", ["connection cut", "SIGTERM"])
 def test_interrupted_mid_stream(how, ssh_server, source, existing_target,
                                 pg_admin_url, tmp_path):
-    script, marker = throttled_pg_dump(tmp_path)
+    script, marker = remote_pg_dump(tmp_path, "trickle")
     before = fingerprint(existing_target)
     process = start_paster_import(
         [ssh_server.destination, *remote_db_args(source),
