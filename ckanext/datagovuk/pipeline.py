@@ -64,16 +64,14 @@ def _model_session_on(url: str):
         engine.dispose()
 
 
+@contextlib.contextmanager
 def _step(report: PipelineReport, name: str, echo: Echo):
-    @contextlib.contextmanager
-    def timed():
-        echo(f"\n== {name}")
-        started = time.monotonic()
-        yield
-        seconds = time.monotonic() - started
-        report.timings.append((name, seconds))
-        echo(f"== {name}: done in {seconds:.1f} s")
-    return timed()
+    echo(f"\n== {name}")
+    started = time.monotonic()
+    yield
+    seconds = time.monotonic() - started
+    report.timings.append((name, seconds))
+    echo(f"== {name}: done in {seconds:.1f} s")
 
 
 def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
