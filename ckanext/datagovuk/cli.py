@@ -128,14 +128,25 @@ _IMPORT_OPTIONS = [
                       "/usr/lib/postgresql/9.6/bin/pg_dump."),
     click.option("--keep-dump", metavar="PATH",
                  help="Keep a local copy of the transferred dump at PATH "
-                      "(removed again if the transfer breaks off)."),
-    click.option("--jobs", type=click.IntRange(min=1), default=1,
+                      "(removed again if the transfer breaks off): a new "
+                      "directory for a directory-format dump (from "
+                      "[user@]host with --jobs 2 or more), else a file."),
+    click.option("--jobs", type=click.IntRange(min=1), default=2,
                  show_default=True, metavar="N",
-                 help="Parallel restore jobs. 1 streams the dump straight into "
-                      "pg_restore; N>1 first writes it to a file (--keep-dump "
-                      "or a temporary one in $TMPDIR) and runs pg_restore -j N. "
-                      "Plain SQL "
-                      "dumps always load in one job."),
+                 help="Parallel jobs. From [user@]host, N>1 runs pg_dump -Fd "
+                      "-j N -Z1 into a temporary directory on the remote "
+                      "host, sends it as one tar stream, unpacks it here "
+                      "(--keep-dump or $TMPDIR) and runs pg_restore -j N: "
+                      "the fastest route, needing the compressed dump's size "
+                      "in disk on both hosts; 1 streams pg_dump -Fc straight "
+                      "into pg_restore, with no disk on either host. A "
+                      "custom-format file is first copied here, then "
+                      "restored with -j N. Plain SQL dumps always load in "
+                      "one job."),
+    click.option("--remote-tmpdir", metavar="DIR",
+                 help="Where the remote host writes the directory-format "
+                      "dump (default: its $TMPDIR, else /tmp); removed when "
+                      "the transfer ends, however it ends."),
     click.option("--replace", is_flag=True,
                  help="Replace a target database that already has tables; the "
                       "old one is renamed to <db>__before_import_<UTC time>."),
@@ -153,7 +164,8 @@ _IMPORT_OPTIONS = [
 
 def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                         ssh_config, ssh_options, remote_pg_dump, keep_dump,
-                        jobs, replace, drop_old, admin_url_env):
+                        jobs, remote_tmpdir, replace, drop_old,
+                        admin_url_env):
     import os
 
     from ckanext.datagovuk import transfer
@@ -166,7 +178,8 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                            "environment variable is not set")
     return transfer.ImportOptions(
         remote_db=remote_db, remote_pg_dump=remote_pg_dump,
-        keep_dump=keep_dump, jobs=jobs, replace=replace, drop_old=drop_old,
+        keep_dump=keep_dump, jobs=jobs, remote_tmpdir=remote_tmpdir,
+        replace=replace, drop_old=drop_old,
         admin_url=admin_url,
         ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
                                 options=list(ssh_options),
@@ -296,19 +309,20 @@ def _migrate_from(ctx, source, options, plan, import_args):
 @import_options
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
-            ssh_options, remote_pg_dump, keep_dump, jobs, replace, drop_old,
-            admin_url_env):
+            ssh_options, remote_pg_dump, keep_dump, jobs, remote_tmpdir,
+            replace, drop_old, admin_url_env):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
     SOURCE is one of:
 
     \b
-      [user@]host        pg_dump runs there over ssh (-Fc -O -x), streamed
-                        here; nothing is written on the remote host
+      [user@]host        pg_dump runs there over ssh (-O -x): a directory
+                        dump (-Fd -j N) sent here as one tar stream, or
+                        with --jobs 1 a custom dump streamed straight in
       [user@]host:PATH   a dump file on the remote host
       FILE               a local custom-format (pg_dump -Fc) or plain SQL
-                        dump
+                        dump, or a directory-format dump's directory
 
     The dump loads into a staging database as the CKAN database user, with
     no owners and no privileges; only a complete load that looks like a
@@ -328,7 +342,8 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
 
     options = _import_options_from(
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
-        remote_pg_dump, keep_dump, jobs, replace, drop_old, admin_url_env)
+        remote_pg_dump, keep_dump, jobs, remote_tmpdir, replace, drop_old,
+        admin_url_env)
     target_url = _import_target_url(ctx)
     # Progress goes to stdout: stderr is kept for the one-line error.
     result = transfer.import_database(source, target_url, options,

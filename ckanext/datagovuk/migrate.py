@@ -82,6 +82,7 @@ class MigrationReport:
     fixes: list[preflight.AppliedFix] = field(default_factory=list)
     archive: Optional[archive.ArchiveResult] = None
     upgrade: Optional[upgrade.UpgradeResult] = None
+    room: list[upgrade.RoomMade] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)
     outcome: str = ""
     next_steps: list[str] = field(default_factory=list)
@@ -286,6 +287,15 @@ def _run(connection: Connection, report: MigrationReport,
         progress(f"  {report.state}; {len(pending)} data migration(s) "
                  f"pending; {len(report.traps)} upgrade trap(s) found")
 
+    if not options.skip_upgrade:
+        with steps("room for rewrites"):
+            report.room = upgrade.make_room_for_rewrites(connection)
+            for room in report.room:
+                progress(f"  {room.table}: rewritten with fillfactor "
+                         f"{room.fillfactor} ({room.bytes_before >> 20} MB -> "
+                         f"{room.bytes_after >> 20} MB) so that whole-table "
+                         "updates leave its indexes alone")
+
     with steps("data migrations"):
         report.data_migrations = runner.apply_pending(
             connection, options.migrations_dir, settings,
@@ -307,9 +317,16 @@ def _run(connection: Connection, report: MigrationReport,
                 connection, plugins, options.resolve_email_clash, progress)
         with steps("schema upgrade"):
             report.upgrade = upgrade.upgrade(connection, plugins, progress)
+            upgrade.reset_room(connection, report.room)
     report.schema_after = upgrade.describe_version(connection)
     report.counts_after = counts(connection)
     report.next_steps = list(NEXT_STEPS)
+    if report.room:
+        report.next_steps.append(
+            "optional: " + ", ".join(room.table for room in report.room)
+            + " keep the free space left for the upgrade's rewrites until "
+            "VACUUM FULL " + ", ".join(room.table for room in report.room)
+            + " (which locks them while it runs)")
     if options.skip_upgrade:
         report.next_steps.insert(
             0, "run `datagovuk migrate` again without --skip-upgrade to "
@@ -351,7 +368,8 @@ def format_report(report: MigrationReport) -> str:
             lines.append(
                 f"  resources relinked to their datasets across CKAN 074: "
                 f"{result.resources_relinked} (revisions: "
-                f"{result.resource_revisions_relinked}); deleted as their "
+                f"{result.resource_revisions_relinked or 'none, revision 107 drops them'}"
+                "); deleted as their "
                 f"dataset is gone: {result.orphan_resources_deleted} "
                 f"(revisions: {result.orphan_resource_revisions_deleted})")
     if report.archive and report.archive.tables:

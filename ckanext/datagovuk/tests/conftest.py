@@ -280,14 +280,30 @@ def run_sql(url, statement, params=None):
 # touches a marker file, so a test can act mid-stream deterministically:
 #   trickle: the first BURST bytes, then 1 KiB every 0.2 s, until cut;
 #   fail:    the first BURST bytes, then pg_dump's error and exit 1.
+# Asked for a directory-format dump (import's default route, where the
+# remote script sends the directory with tar once pg_dump is done), it
+# makes the dump, then sends that tar stream itself the same way (the first
+# half of it when that is less than BURST).
 REMOTE_PG_DUMP = """#!{python}
-import os, subprocess, sys, time
+import io, os, subprocess, sys, tarfile, time
 if sys.argv[1:] == ["--version"]:
     os.execvp("pg_dump", ["pg_dump", "--version"])
-dump = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
+burst = {burst}
+if "-Fd" in sys.argv:
+    subprocess.run(["pg_dump", *sys.argv[1:]], check=True)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(sys.argv[sys.argv.index("-f") + 1], arcname=".")
+    stream = io.BytesIO(archive.getvalue())
+    burst = min(burst, len(archive.getvalue()) // 2)
+    dump = None
+else:
+    dump = subprocess.Popen(["pg_dump", *sys.argv[1:]],
+                            stdout=subprocess.PIPE)
+    stream = dump.stdout
 out = sys.stdout.buffer
 try:
-    out.write(dump.stdout.read({burst}))
+    out.write(stream.read(burst))
     out.flush()
     open({marker!r}, "w").close()
     if {mode!r} == "fail":
@@ -295,14 +311,15 @@ try:
                          '"package" failed: PQgetResult() failed.\\n')
         sys.exit(1)
     while True:
-        chunk = dump.stdout.read(1024)
+        chunk = stream.read(1024)
         if not chunk:
             break
         out.write(chunk)
         out.flush()
         time.sleep(0.2)
 finally:
-    dump.kill()
+    if dump is not None:
+        dump.kill()
 """
 BURST = 320 << 10
 

@@ -170,7 +170,8 @@ def test_streamed_import_with_ckan_into_an_empty_database_equals_the_source(
     kept = tmp_path / "kept.dump"
     result = ckan_datagovuk(["import", ssh_server.destination,
                              *remote_db_args(source), *ssh_args(ssh_server),
-                             "--keep-dump", str(kept)], db_url=target)
+                             "--jobs", "1", "--keep-dump", str(kept)],
+                            db_url=target)
     assert result.returncode == 0, result.stderr
     assert_imported(target, source)
     assert f"into database {database_name(target)}" in result.stdout
@@ -184,6 +185,43 @@ def test_streamed_import_with_ckan_into_an_empty_database_equals_the_source(
     assert listing.returncode == 0 and "TABLE DATA public package" in \
         listing.stdout
     assert leftovers(pg_admin_url, database_name(target)) == []
+
+
+def test_directory_import_by_default_leaves_nothing_on_the_remote_host(
+        ssh_server, source, make_database, tmp_path, pg_admin_url):
+    target = make_database()
+    remote_tmp = tmp_path / "remote-tmp"
+    remote_tmp.mkdir()
+    kept = tmp_path / "kept"
+    result = paster_datagovuk(["import", ssh_server.destination,
+                               *remote_db_args(source), *ssh_args(ssh_server),
+                               "--remote-tmpdir", str(remote_tmp),
+                               "--keep-dump", str(kept)], db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source)
+    assert "(directory format, pg_dump -j 2 there" in result.stdout
+    assert "remote dump+transfer: done" in result.stdout
+    assert "restore: done" in result.stdout
+    assert list(remote_tmp.iterdir()) == []
+    assert leftovers(pg_admin_url, database_name(target)) == []
+    # The kept directory is a dump of its own: it imports again.
+    assert (kept / "toc.dat").is_file()
+    again = make_database()
+    result = paster_datagovuk(["import", str(kept)], db_url=again)
+    assert result.returncode == 0, result.stderr
+    assert "(directory format" in result.stdout
+    assert_imported(again, source)
+
+
+def test_directory_route_refuses_an_existing_keep_dump_path(
+        ssh_server, source, make_database, tmp_path):
+    existing = tmp_path / "dump.d"
+    existing.mkdir()
+    result = paster_datagovuk(["import", ssh_server.destination,
+                               *remote_db_args(source), *ssh_args(ssh_server),
+                               "--keep-dump", str(existing)],
+                              db_url=make_database())
+    assert "already exists" in one_line_error(result)
 
 
 def test_remote_dump_file_with_paster_into_a_missing_database(
@@ -335,8 +373,14 @@ FAILURES = {
         "version 99"),
     "disk full": (
         lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
-                                   *ssh_args(s), "--keep-dump", "/dev/full"],
+                                   *ssh_args(s), "--jobs", "1",
+                                   "--keep-dump", "/dev/full"],
         "No space left on device"),
+    "remote tmpdir missing": (
+        lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
+                                   *ssh_args(s), "--remote-tmpdir",
+                                   str(tmp / "nowhere")],
+        "the remote dump failed on"),
 }
 
 
@@ -435,8 +479,8 @@ def test_interrupted_mid_stream(how, ssh_server, source, existing_target,
     before = fingerprint(existing_target)
     process = start_paster_import(
         [ssh_server.destination, *remote_db_args(source),
-         *ssh_args(ssh_server), "--remote-pg-dump", script, "--replace"],
-        existing_target)
+         *ssh_args(ssh_server), "--remote-pg-dump", script, "--jobs", "1",
+         "--replace"], existing_target)
     try:
         wait_for(marker, process)
         time.sleep(0.5)
