@@ -279,6 +279,14 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, migrations_dir,
         click.echo(report.to_text())
 
 
+def _configured_url(ctx) -> str:
+    """The site's database URL without touching the database (--plan)."""
+    from ckan.common import config
+
+    configured = ctx.find_object(ConfiguredDatabase)
+    return configured.url if configured else config.get("sqlalchemy.url")
+
+
 def _migrate_from(ctx, source, options, plan, import_args):
     from ckan.common import config
 
@@ -289,11 +297,9 @@ def _migrate_from(ctx, source, options, plan, import_args):
     if isinstance(plugins, str):
         plugins = plugins.split()
     if plan:
-        target_url = (ctx.find_object(ConfiguredDatabase).url
-                      if ctx.find_object(ConfiguredDatabase)
-                      else config.get("sqlalchemy.url"))
         click.echo("migrate --from would, changing nothing now:")
-        for line in pipeline.plan(source, target_url, import_options_,
+        for line in pipeline.plan(source, _configured_url(ctx),
+                                  import_options_,
                                   options, list(plugins), config):
             click.echo(line)
         return
@@ -307,10 +313,13 @@ def _migrate_from(ctx, source, options, plan, import_args):
 @datagovuk.command("import", short_help="Load the old site's database (over ssh or from a dump), all or nothing.")
 @click.argument("source")
 @import_options
+@click.option("--plan", is_flag=True,
+              help="Print the programs the import would run (ssh, pg_dump, "
+                   "tar, pg_restore, the swap) and change nothing.")
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
             ssh_options, remote_pg_dump, keep_dump, jobs, remote_tmpdir,
-            replace, drop_old, admin_url_env):
+            replace, drop_old, admin_url_env, plan):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
@@ -344,6 +353,11 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
         remote_pg_dump, keep_dump, jobs, remote_tmpdir, replace, drop_old,
         admin_url_env)
+    if plan:
+        click.echo("import would, changing nothing now:")
+        for line in transfer.plan(source, _configured_url(ctx), options):
+            click.echo(f"  {line}")
+        return
     target_url = _import_target_url(ctx)
     # Progress goes to stdout: stderr is kept for the one-line error.
     result = transfer.import_database(source, target_url, options,

@@ -66,6 +66,8 @@ DEFAULT_JOBS = 2
 # what a real network needs.
 DIRECTORY_COMPRESSION = 1
 TOC_FILE = "toc.dat"
+# pg_dump -j came with 9.3; an older remote pg_dump streams (--jobs 1).
+PARALLEL_PG_DUMP = (9, 3)
 CUSTOM_MAGIC = b"PGDMP"
 PLAIN_MARKER = b"PostgreSQL database dump"
 CHUNK_SIZE = 1 << 20
@@ -678,6 +680,7 @@ class _Import:
         self.created_extensions: set[str] = set()
         self.admin_url = options.admin_url
         self.server_major = 0
+        self.remote_version: tuple[int, ...] | None = None
         # Set when the CKAN user may not create or rename databases.
         self.ddl_admin_url = None
 
@@ -694,9 +697,20 @@ class _Import:
 
     def run(self) -> ImportResult:
         with self.phase("checks"):
-            state = self.check_target()
-            if self.source.kind == Source.REMOTE_DATABASE:
-                self.check_versions()
+            # The ssh round trip for the remote version runs while the
+            # target is inspected.
+            remote_version = (self.start_version_check()
+                              if self.source.kind == Source.REMOTE_DATABASE
+                              else None)
+            try:
+                state = self.check_target()
+                if remote_version is not None:
+                    self.check_versions(remote_version)
+            finally:
+                if remote_version is not None \
+                        and remote_version.poll() is None:
+                    remote_version.kill()
+                    remote_version.wait()
         try:
             result = self.load_verify_swap(state)
         except BaseException:
@@ -710,7 +724,9 @@ class _Import:
     @property
     def directory_route(self) -> bool:
         return (self.source.kind == Source.REMOTE_DATABASE
-                and self.options.jobs > 1)
+                and self.options.jobs > 1
+                and (self.remote_version is None
+                     or self.remote_version >= PARALLEL_PG_DUMP))
 
     def load_verify_swap(self, state: TargetState) -> ImportResult:
         # The remote host dumps for a while before it sends anything: the
@@ -810,24 +826,29 @@ class _Import:
         if os.path.isdir(path):
             raise OperatorError(f"--keep-dump {path} is a directory")
 
-    def check_versions(self) -> None:
+    def start_version_check(self) -> subprocess.Popen:
+        self.options.ssh.check()
+        command = self.ssh_command(
+            f"{shlex.quote(self.options.remote_pg_dump)} --version")
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def check_versions(self, remote: subprocess.Popen) -> None:
         local = subprocess.run([pg_program("pg_restore"), "--version"],
                                capture_output=True, text=True)
         local_version = parse_version(local.stdout)
-        command = self.ssh_command(
-            f"{shlex.quote(self.options.remote_pg_dump)} --version")
         try:
-            remote = subprocess.run(command, capture_output=True, text=True,
-                                    stdin=subprocess.DEVNULL, timeout=120)
+            stdout, stderr = remote.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             raise OperatorError(f"ssh to {self.source.host} did not answer "
                                 "within 120 s")
         if remote.returncode == 255:
             raise OperatorError(f"cannot ssh to {self.source.host}: "
-                                f"{meaningful_line(remote.stderr) or 'ssh failed'}")
-        remote_version = parse_version(remote.stdout)
+                                f"{meaningful_line(stderr) or 'ssh failed'}")
+        remote_version = parse_version(stdout)
         if remote.returncode != 0 or remote_version is None:
-            detail = meaningful_line(remote.stderr) or remote.stdout.strip()
+            detail = meaningful_line(stderr) or stdout.strip()
             raise OperatorError(
                 f"cannot run {self.options.remote_pg_dump} on "
                 f"{self.source.host}: {detail or 'no version reported'} "
@@ -837,6 +858,12 @@ class _Import:
                                 f"pg_restore: {local.stdout.strip()}")
         self.echo(f"versions: remote pg_dump {version_text(remote_version)}, "
                   f"local pg_restore {version_text(local_version)}")
+        self.remote_version = remote_version
+        if self.options.jobs > 1 and not self.directory_route:
+            self.echo(f"the remote pg_dump {version_text(remote_version)} "
+                      "cannot dump in parallel (9.3 and later can): its "
+                      "custom-format dump is copied here, then restored "
+                      f"with pg_restore -j {self.options.jobs}")
         if local_version < remote_version:
             raise OperatorError(
                 f"the remote pg_dump is version {version_text(remote_version)}"
@@ -985,21 +1012,21 @@ class _Import:
             # slower than no compression, while -Z1 still shrinks it ~5x
             # for a real network link.
             return f"{pg_dump} -Fc -Z1 -O -x -w -d {database}"
-        parent = (shlex.quote(self.options.remote_tmpdir)
+        parent = (_double_quoted(self.options.remote_tmpdir)
                   if self.options.remote_tmpdir else '"${TMPDIR:-/tmp}"')
         # sh whatever the login shell is; the EXIT trap removes the dump
         # however the script ends (an error, or tar losing its reader when
         # the import is stopped), and the signal traps turn a signal into
-        # an exit so that the EXIT trap runs.
+        # an exit so that the EXIT trap runs.  No single quotes inside, so
+        # that --plan shows it quoted once.
         script = (
             "set -e; umask 077; "
             f"work=$(mktemp -d {parent}/datagovuk-dump.XXXXXX); "
-            "trap 'rm -rf \"$work\"' EXIT; "
-            "trap 'exit 129' HUP; trap 'exit 130' INT; "
-            "trap 'exit 143' TERM; "
-            f"{pg_dump} -Fd -j {self.options.jobs} "
-            f"-Z{DIRECTORY_COMPRESSION} -O -x -w -f \"$work/dump\" "
-            f"-d {database}; "
+            'trap "rm -rf \\"$work\\"" EXIT; '
+            'trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; '
+            f"{_double_quoted(self.options.remote_pg_dump)} -Fd "
+            f"-j {self.options.jobs} -Z{DIRECTORY_COMPRESSION} -O -x -w "
+            f'-f "$work/dump" -d {_double_quoted(self.options.remote_db)}; '
             'cd "$work/dump"; tar -cf - .')
         return f"sh -c {shlex.quote(script)}"
 
@@ -1509,6 +1536,11 @@ class _Import:
 class _SinkClosed(Exception):
     """The loading program stopped reading (it failed; its stderr says
     why)."""
+
+
+def _double_quoted(text: str) -> str:
+    """``text`` as one word for sh, in double quotes."""
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
 
 
 def _remote_path(path: str) -> str:

@@ -68,8 +68,9 @@ def test_plan_shows_the_commands_and_changes_nothing(ini, ssh_server, source,
     target = make_database()
     result = paster_migrate_from(ini, ssh_server, source, target, "--plan")
     assert result.returncode == 0, result.stderr
-    assert "ssh " in result.stdout and "pg_dump -Fc -Z1 -O -x" in result.stdout
-    assert "pg_restore --no-owner" in result.stdout
+    assert "ssh " in result.stdout
+    assert "-Fd -j 2 -Z1 -O -x" in result.stdout and "tar -x" in result.stdout
+    assert "pg_restore --no-owner" in result.stdout and "-j 2" in result.stdout
     assert f"3. promote {CONFIGURED_SYSADMIN}" in result.stdout
     assert "pass" not in result.stdout.replace("PGPASSWORD=***", "")
     assert run_sql(target, "SELECT count(*) FROM pg_tables "

@@ -213,6 +213,28 @@ def test_directory_import_by_default_leaves_nothing_on_the_remote_host(
     assert_imported(again, source)
 
 
+def test_a_remote_pg_dump_older_than_9_3_is_copied_then_restored_in_parallel(
+        ssh_server, source, make_database, tmp_path):
+    # Stands in for an old server's pg_dump: reports 9.2 (no -j there) and
+    # then dumps with the real one, as the old server's would.
+    old_pg_dump = tmp_path / "pg_dump_92"
+    old_pg_dump.write_text('#!/bin/sh\n'
+                           'if [ "$1" = --version ]; then\n'
+                           '  echo "pg_dump (PostgreSQL) 9.2.24"; exit 0\n'
+                           'fi\n'
+                           'exec pg_dump "$@"\n')
+    old_pg_dump.chmod(0o755)
+    target = make_database()
+    result = paster_datagovuk(["import", ssh_server.destination,
+                               *remote_db_args(source), *ssh_args(ssh_server),
+                               "--remote-pg-dump", str(old_pg_dump)],
+                              db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert "cannot dump in parallel" in result.stdout
+    assert "(custom format)" in result.stdout and "spooling to" in result.stdout
+    assert_imported(target, source)
+
+
 def test_directory_route_refuses_an_existing_keep_dump_path(
         ssh_server, source, make_database, tmp_path):
     existing = tmp_path / "dump.d"
