@@ -811,7 +811,9 @@ class Bench:
         measured = [self.steps[c] for c in candidates if c in self.steps
                     and self.steps[c].ok]
         if not measured:
-            return self.not_measured(name, description, "no variant succeeded")
+            return self.not_measured(
+                name, description, "no variant succeeded" if candidates
+                else "no variant measured yet")
         best = min(measured, key=lambda step: step.seconds)
         step = Step(name, description, status="ok", seconds=best.seconds,
                     memory=best.memory, command=best.command,

@@ -143,6 +143,11 @@ _IMPORT_OPTIONS = [
                       "custom-format file is first copied here, then "
                       "restored with -j N. Plain SQL dumps always load in "
                       "one job."),
+    click.option("--compress", type=click.IntRange(0, 9), default=1,
+                 show_default=True, metavar="0-9",
+                 help="zlib level of the remote pg_dump (-Z). 1 suits most "
+                      "links; 0 can be faster between two hosts on a fast "
+                      "LAN with spare CPU, 6 or more on a slow link."),
     click.option("--remote-tmpdir", metavar="DIR",
                  help="Where the remote host writes the directory-format "
                       "dump (default: its $TMPDIR, else /tmp); removed when "
@@ -164,7 +169,7 @@ _IMPORT_OPTIONS = [
 
 def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                         ssh_config, ssh_options, remote_pg_dump, keep_dump,
-                        jobs, remote_tmpdir, replace, drop_old,
+                        jobs, compress, remote_tmpdir, replace, drop_old,
                         admin_url_env):
     import os
 
@@ -178,7 +183,8 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                            "environment variable is not set")
     return transfer.ImportOptions(
         remote_db=remote_db, remote_pg_dump=remote_pg_dump,
-        keep_dump=keep_dump, jobs=jobs, remote_tmpdir=remote_tmpdir,
+        keep_dump=keep_dump, jobs=jobs, compression=compress,
+        remote_tmpdir=remote_tmpdir,
         replace=replace, drop_old=drop_old,
         admin_url=admin_url,
         ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
@@ -233,14 +239,17 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, migrations_dir,
     \b
     1. pre-flight: say what the database is; refuse an empty or non-CKAN
        one; find what would make CKAN's upgrade fail;
-    2. the pending data migrations (001_bytemark_to_govuk.sql: tags, extras,
+    2. (not with --skip-upgrade) rewrite package and resource with free
+       space in each page, so the upgrade's whole-table updates skip their
+       indexes (VACUUM FULL them later to give the space back);
+    3. the pending data migrations (001_bytemark_to_govuk.sql: tags, extras,
        organogram resources, non-publishing users, sysadmin demotion, user
        names, harvest sources), recorded in datagovuk.applied_migrations;
-    3. archive: tables CKAN does not know move to schema datagovuk_legacy,
+    4. archive: tables CKAN does not know move to schema datagovuk_legacy,
        the tables CKAN's upgrade drops are copied there;
-    4. fixes for the upgrade's traps (NULL extras, existing indexes, empty
+    5. fixes for the upgrade's traps (NULL extras, existing indexes, empty
        or clashing emails, ...);
-    5. CKAN's schema upgrade (with the fix for resources losing their
+    6. CKAN's schema upgrade (with the fix for resources losing their
        dataset at revision 074), then the migrations of the plugins in
        ckan.plugins.
 
@@ -318,8 +327,8 @@ def _migrate_from(ctx, source, options, plan, import_args):
                    "tar, pg_restore, the swap) and change nothing.")
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
-            ssh_options, remote_pg_dump, keep_dump, jobs, remote_tmpdir,
-            replace, drop_old, admin_url_env, plan):
+            ssh_options, remote_pg_dump, keep_dump, jobs, compress,
+            remote_tmpdir, replace, drop_old, admin_url_env, plan):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
@@ -351,8 +360,8 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
 
     options = _import_options_from(
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
-        remote_pg_dump, keep_dump, jobs, remote_tmpdir, replace, drop_old,
-        admin_url_env)
+        remote_pg_dump, keep_dump, jobs, compress, remote_tmpdir, replace,
+        drop_old, admin_url_env)
     if plan:
         click.echo("import would, changing nothing now:")
         for line in transfer.plan(source, _configured_url(ctx), options):

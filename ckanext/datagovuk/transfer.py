@@ -4,13 +4,13 @@ all or nothing.
 Sources (``parse_source``):
 
 * ``[user@]host``: ``pg_dump`` runs on the remote host over ssh.  By default
-  (``jobs`` > 1) it writes a directory-format dump with ``-j N -Z1`` into a
-  temporary directory there, which is sent back as one tar stream, unpacked
-  here and loaded with ``pg_restore -j N``: the fastest copy PostgreSQL's own
-  tools make (see docs/benchmark.rst), at the cost of the compressed dump's
-  size in disk on both hosts for the duration.  With ``jobs`` = 1,
-  ``pg_dump -Fc -Z1`` is streamed straight into one ``pg_restore`` instead:
-  no disk on either host, slower;
+  (``jobs`` > 1) it writes a directory-format dump with ``-j N -Z1`` (the
+  level is ``compression``) into a temporary directory there, which is sent
+  back as one tar stream, unpacked here and loaded with ``pg_restore -j N``:
+  the fastest copy PostgreSQL's own tools make (see docs/benchmark.rst), at
+  the cost of the compressed dump's size in disk on both hosts for the
+  duration.  With ``jobs`` = 1, ``pg_dump -Fc -Z1`` is streamed straight
+  into one ``pg_restore`` instead: no disk on either host, slower;
 * ``[user@]host:PATH``: a dump file on the remote host, streamed with ``cat``;
 * a local file: a custom-format dump (``pg_restore``) or a plain SQL dump
   made by ``pg_dump`` (``psql``, stopping at the first error, in one
@@ -61,10 +61,11 @@ DEFAULT_ADMIN_URL_ENV = "DATAGOVUK_PG_ADMIN_URL"
 # benchmark (a one-job stream was 1.5 times slower at 50,000 datasets; its
 # restore builds one index at a time).
 DEFAULT_JOBS = 2
-# Directory dumps compress each table with zlib level 1 in the pg_dump jobs:
-# measured faster than -Z0 even on loopback (4x less data through ssh) and
-# what a real network needs.
-DIRECTORY_COMPRESSION = 1
+# zlib level 1 in the remote pg_dump (in each of its jobs for a directory
+# dump): measured faster than -Z0 even on loopback (4x less data through
+# ssh) and than the default level 6 (which takes a core from the restore),
+# and what a real network needs.
+DEFAULT_COMPRESSION = 1
 TOC_FILE = "toc.dat"
 # pg_dump -j came with 9.3; an older remote pg_dump streams (--jobs 1).
 PARALLEL_PG_DUMP = (9, 3)
@@ -229,6 +230,7 @@ class ImportOptions:
     remote_pg_dump: str = DEFAULT_REMOTE_PG_DUMP
     keep_dump: str | None = None
     jobs: int = DEFAULT_JOBS
+    compression: int = DEFAULT_COMPRESSION     # the remote pg_dump's -Z
     # Where the remote host writes the directory dump (its $TMPDIR or /tmp
     # when None); it is removed when the transfer ends, however it ends.
     remote_tmpdir: str | None = None
@@ -769,6 +771,11 @@ class _Import:
         if options.keep_dump:
             self.check_keep_dump_path(options.keep_dump,
                                       directory=self.directory_route)
+        if options.compression != DEFAULT_COMPRESSION \
+                and self.source.kind != Source.REMOTE_DATABASE:
+            raise OperatorError(
+                "--compress sets the remote pg_dump's compression, which "
+                "only an import from [user@]host runs")
         if options.remote_tmpdir is not None and not self.directory_route:
             raise OperatorError(
                 "--remote-tmpdir is where the remote host writes a "
@@ -1007,11 +1014,8 @@ class _Import:
         pg_dump = shlex.quote(self.options.remote_pg_dump)
         database = shlex.quote(self.options.remote_db)
         if not self.directory_route:
-            # -Z1: pg_dump's default compression takes a core from the
-            # restore; measured at 50,000 datasets it made the stream 13 s
-            # slower than no compression, while -Z1 still shrinks it ~5x
-            # for a real network link.
-            return f"{pg_dump} -Fc -Z1 -O -x -w -d {database}"
+            return (f"{pg_dump} -Fc -Z{self.options.compression} -O -x -w "
+                    f"-d {database}")
         parent = (_double_quoted(self.options.remote_tmpdir)
                   if self.options.remote_tmpdir else '"${TMPDIR:-/tmp}"')
         # sh whatever the login shell is; the EXIT trap removes the dump
@@ -1025,7 +1029,7 @@ class _Import:
             'trap "rm -rf \\"$work\\"" EXIT; '
             'trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; '
             f"{_double_quoted(self.options.remote_pg_dump)} -Fd "
-            f"-j {self.options.jobs} -Z{DIRECTORY_COMPRESSION} -O -x -w "
+            f"-j {self.options.jobs} -Z{self.options.compression} -O -x -w "
             f'-f "$work/dump" -d {_double_quoted(self.options.remote_db)}; '
             'cd "$work/dump"; tar -cf - .')
         return f"sh -c {shlex.quote(script)}"

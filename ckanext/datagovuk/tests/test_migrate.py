@@ -17,7 +17,7 @@ import pytest
 from ckanext.datagovuk import archive, db, migrate, oldsite, runner
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
-    TEST_INI, ckan_datagovuk, dump_database, one_line_error,
+    TEST_INI, admin_execute, ckan_datagovuk, dump_database, one_line_error,
     paster_datagovuk, run_command)
 
 KNOWN = oldsite.KNOWN_CASES
@@ -444,3 +444,31 @@ def test_sigterm_part_way_rolls_everything_back(old_site):
                                          stdout, stderr)
     message = assert_untouched(old_site, before, result)
     assert "stopped by SIGTERM" in message and "rolled back" in message
+
+
+def test_tables_without_planner_statistics_are_analyzed_in_the_transaction(
+        old_site, pg_admin_url):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    # As after a restore: no statistics at all.
+    admin_execute(db.with_database(pg_admin_url, db.parse(old_site).database),
+                  "DELETE FROM pg_statistic")
+    engine = create_engine(old_site, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            with conn.begin() as transaction:
+                analyzed = migrate.analyze_tables_without_statistics(conn)
+                assert {"package", "package_revision", "resource",
+                        "user"} <= set(analyzed)
+                assert migrate.analyze_tables_without_statistics(conn) == []
+                assert conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stats WHERE tablename = "
+                    "'package_revision'").scalar() > 0
+                transaction.rollback()
+            # Like everything in the run, a rollback takes them back.
+            with conn.begin():
+                assert set(migrate.analyze_tables_without_statistics(conn)) \
+                    == set(analyzed)
+    finally:
+        engine.dispose()

@@ -530,7 +530,7 @@ def test_interrupted_mid_stream(how, ssh_server, source, existing_target,
 
 
 def test_refused_before_anything_runs(ssh_server, source, existing_target,
-                                      pg_admin_url):
+                                      old_site_dump, pg_admin_url):
     before = fingerprint(existing_target)
     cases = {
         "must not hold a password": transfer.ImportOptions(
@@ -548,8 +548,35 @@ def test_refused_before_anything_runs(ssh_server, source, existing_target,
                                      options)
         assert "secret" not in str(error.value)
         assert "\n" not in str(error.value)
+    local_only = {
+        "only an import from \\[user@\\]host runs": transfer.ImportOptions(
+            compression=0, replace=True),
+        "--remote-tmpdir is where the remote host": transfer.ImportOptions(
+            remote_tmpdir="/srv", replace=True),
+    }
+    for expected, options in local_only.items():
+        with pytest.raises(OperatorError, match=expected):
+            transfer.import_database(old_site_dump, existing_target, options)
     assert fingerprint(existing_target) == before
     assert leftovers(pg_admin_url, database_name(existing_target)) == []
+
+
+def test_plan_names_each_program_and_quotes_operator_values(ssh_server,
+                                                            existing_target):
+    options = transfer.ImportOptions(
+        remote_db="dbname=ckan user=co", compression=0,
+        remote_pg_dump="/opt/pg $(touch x)/pg_dump", replace=True,
+        ssh=transfer.SshSettings(port=ssh_server.port))
+    lines = transfer.plan(ssh_server.destination, existing_target, options)
+    fetch = next(line for line in lines if "| tar -x" in line)
+    assert '"/opt/pg \\$(touch x)/pg_dump" -Fd -j 2 -Z0 -O -x -w' in fetch
+    assert '-d "dbname=ckan user=co"' in fetch
+    assert any("pg_restore --no-owner" in line and "-j 2" in line
+               for line in lines)
+    streamed = transfer.plan(ssh_server.destination, existing_target,
+                             transfer.ImportOptions(jobs=1, replace=True))
+    assert any("pg_dump -Fc -Z1 -O -x -w -d ckan" in line
+               and "| PGHOST=" in line for line in streamed)
 
 
 def test_without_createdb_the_admin_url_creates_and_renames(

@@ -98,7 +98,49 @@ def test_upgrade_keeps_each_resource_with_its_dataset(ckan22):
         revisions.index("4a5e3465beb6")          # 105, the foreign key
     assert all(step.seconds >= 0 for step in result.revisions)
     assert any("relinked 3 resources" in line for line in steps)
+    # Revision 107 drops resource_revision in the same upgrade.
+    assert result.resource_revisions_relinked == 0
+    assert any("not their revisions, which revision 107 drops" in line
+               for line in steps)
     assert any(upgrade.REMOVE_RESOURCE_GROUPS in line for line in steps)
+
+
+def test_room_for_rewrites_makes_whole_table_updates_hot_then_is_reset(
+        ckan22):
+    url, engine = ckan22
+    storage = ("SELECT c.relname, c.reloptions, i.indisclustered "
+               "FROM pg_class c JOIN pg_index i ON i.indrelid = c.oid "
+               "AND i.indisprimary WHERE c.relname IN ('package', "
+               "'resource') ORDER BY 1")
+    with engine.connect() as conn, conn.begin():
+        made = upgrade.make_room_for_rewrites(conn)
+        assert [(room.table, room.fillfactor) for room in made] == [
+            ("package", 25), ("resource", 33)]
+        assert conn.exec_driver_sql(storage).all() == [
+            ("package", ["fillfactor=25"], True),
+            ("resource", ["fillfactor=33"], True)]
+        conn.exec_driver_sql("UPDATE package SET url = 'http://a'")
+        conn.exec_driver_sql("UPDATE package SET notes = 'x'")
+        assert conn.exec_driver_sql(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+            "WHERE relname = 'package'").one() == (4, 4)
+        upgrade.reset_room(conn, made)
+        assert conn.exec_driver_sql(storage).all() == [
+            ("package", None, False), ("resource", None, False)]
+        # Nothing else moved: the upgrade still runs on the rewritten tables.
+        result = upgrade.upgrade(conn)
+        assert result.resources_relinked == 3
+
+
+def test_no_room_is_made_when_no_rewriting_revision_is_pending(
+        make_database, ckan_head_template):
+    url = make_database(template=ckan_head_template)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            assert upgrade.make_room_for_rewrites(conn) == []
+    finally:
+        engine.dispose()
 
 
 def test_plugin_migrations_run_against_their_own_version_tables(ckan22):
