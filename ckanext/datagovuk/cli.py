@@ -134,7 +134,7 @@ _IMPORT_OPTIONS = [
     click.option("--jobs", type=click.IntRange(min=1), default=2,
                  show_default=True, metavar="N",
                  help="Parallel jobs. From [user@]host, N>1 runs pg_dump -Fd "
-                      "-j N -Z1 into a temporary directory on the remote "
+                      "-j N into a temporary directory on the remote "
                       "host, sends it as one tar stream, unpacks it here "
                       "(--keep-dump or $TMPDIR) and runs pg_restore -j N: "
                       "the fastest route, needing the compressed dump's size "
@@ -238,7 +238,8 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, migrations_dir,
 
     \b
     1. pre-flight: say what the database is; refuse an empty or non-CKAN
-       one; find what would make CKAN's upgrade fail;
+       one; find what would make CKAN's upgrade fail; ANALYZE (coarsely)
+       the tables that have no planner statistics, as after a restore;
     2. (not with --skip-upgrade) rewrite package and resource with free
        space in each page, so the upgrade's whole-table updates skip their
        indexes (VACUUM FULL them later to give the space back);

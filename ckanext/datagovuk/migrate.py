@@ -4,6 +4,7 @@ One connection, one transaction, in this order:
 
 1. an advisory lock (a second ``migrate`` on the same database refuses);
 2. pre-flight (:mod:`preflight`): what the database is, refusals, the traps;
+   then a coarse ANALYZE of the tables without planner statistics;
 3. unless ``skip_upgrade``: room for the whole-table rewrites to come
    (:func:`upgrade.make_room_for_rewrites`);
 4. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);

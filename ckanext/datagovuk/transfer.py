@@ -7,8 +7,8 @@ Sources (``parse_source``):
   (``jobs`` > 1) it writes a directory-format dump with ``-j N -Z1`` (the
   level is ``compression``) into a temporary directory there, which is sent
   back as one tar stream, unpacked here and loaded with ``pg_restore -j N``:
-  the fastest copy PostgreSQL's own tools make (see docs/benchmark.rst), at
-  the cost of the compressed dump's size in disk on both hosts for the
+  the fastest of the routes over ssh the benchmark tried (docs/benchmark.rst),
+  at the cost of the compressed dump's size in disk on both hosts for the
   duration.  With ``jobs`` = 1, ``pg_dump -Fc -Z1`` is streamed straight
   into one ``pg_restore`` instead: no disk on either host, slower;
 * ``[user@]host:PATH``: a dump file on the remote host, streamed with ``cat``;
@@ -57,9 +57,9 @@ from ckanext.datagovuk.errors import OperatorError
 DEFAULT_REMOTE_DB = "ckan"
 DEFAULT_REMOTE_PG_DUMP = "pg_dump"
 DEFAULT_ADMIN_URL_ENV = "DATAGOVUK_PG_ADMIN_URL"
-# Two jobs: the directory-format route, as fast as the floor in the
-# benchmark (a one-job stream was 1.5 times slower at 50,000 datasets; its
-# restore builds one index at a time).
+# Two jobs: the directory-format route.  At 50,000 datasets it took 50 s
+# where the one-job stream took 67 s, whose restore builds one index at a
+# time (docs/benchmark.rst).
 DEFAULT_JOBS = 2
 # zlib level 1 in the remote pg_dump (in each of its jobs for a directory
 # dump): measured faster than -Z0 even on loopback (4x less data through
@@ -67,7 +67,8 @@ DEFAULT_JOBS = 2
 # and what a real network needs.
 DEFAULT_COMPRESSION = 1
 TOC_FILE = "toc.dat"
-# pg_dump -j came with 9.3; an older remote pg_dump streams (--jobs 1).
+# pg_dump -j came with 9.3; an older remote pg_dump sends a custom-format
+# dump instead, copied here before pg_restore -j.
 PARALLEL_PG_DUMP = (9, 3)
 CUSTOM_MAGIC = b"PGDMP"
 PLAIN_MARKER = b"PostgreSQL database dump"
