@@ -6,6 +6,7 @@ a system-wide PostgreSQL.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -54,26 +55,39 @@ def drop_database(admin_url: str, name: str) -> None:
     admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def create_database(admin_url: str, ckan_url: str, name: str,
+                    template: str | None = None) -> str:
+    """The database ``name``, owned by the CKAN role, empty or a copy of
+    ``template``; returns the URL the CKAN role connects with."""
+    url = db.with_database(ckan_url, name)
+    db.create_database(url, admin_url, template=template or "template1")
+    return url.render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def _database_factory(admin_url: str, ckan_url: str, prefix: str):
+    created = []
+
+    def make(template: str | None = None, name: str | None = None) -> str:
+        name = name or f"{prefix}_{uuid.uuid4().hex[:12]}"
+        url = create_database(admin_url, ckan_url, name, template)
+        created.append(name)
+        return url
+
+    try:
+        yield make
+    finally:
+        for name in created:
+            drop_database(admin_url, name)
+
+
 @pytest.fixture
 def make_database(pg_admin_url, ckan_db_url):
     """Factory: a new empty database owned by the CKAN role, dropped after
     the test. ``make_database(template=NAME)`` copies a template database.
     Returns the URL the CKAN role connects with."""
-    created = []
-
-    def make(template: str | None = None, name: str | None = None) -> str:
-        name = name or f"t_{uuid.uuid4().hex[:12]}"
-        owner = db.parse(ckan_db_url).username
-        clause = f' TEMPLATE "{template}"' if template else ""
-        admin_execute(pg_admin_url,
-                      f'CREATE DATABASE "{name}" OWNER "{owner}"{clause}')
-        created.append(name)
-        return db.with_database(ckan_db_url, name).render_as_string(
-            hide_password=False)
-
-    yield make
-    for name in created:
-        drop_database(pg_admin_url, name)
+    with _database_factory(pg_admin_url, ckan_db_url, "t") as make:
+        yield make
 
 
 def run_command(args: list[str], db_url: str | None = None,
@@ -129,9 +143,7 @@ def _build_old_site_template(admin_url: str, ckan_url: str, name: str,
     from ckanext.datagovuk import oldsite
 
     drop_database(admin_url, name)
-    owner = db.parse(ckan_url).username
-    admin_execute(admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}"')
-    oldsite.generate(db.with_database(ckan_url, name),
+    oldsite.generate(create_database(admin_url, ckan_url, name),
                      datasets=OLD_SITE_DATASETS, seed=OLD_SITE_SEED,
                      harvest=harvest)
     return name
@@ -188,10 +200,7 @@ def ckan_head_template(pg_admin_url, ckan_db_url):
     session with CKAN's own ``ckan db init``; copy it with
     ``make_database(template=ckan_head_template)``."""
     name = f"tmpl_head_{uuid.uuid4().hex[:8]}"
-    owner = db.parse(ckan_db_url).username
-    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}"')
-    url = db.with_database(ckan_db_url, name).render_as_string(
-        hide_password=False)
+    url = create_database(pg_admin_url, ckan_db_url, name)
     result = run_command(["ckan", "-c", TEST_INI, "db", "init"], db_url=url)
     assert result.returncode == 0, result.stderr
     yield name
@@ -203,21 +212,8 @@ def ckan_head_template(pg_admin_url, ckan_db_url):
 def make_module_database(pg_admin_url, ckan_db_url):
     """As ``make_database``, but the databases live for the whole test
     module (for results several tests inspect, e.g. one migrated site)."""
-    created = []
-
-    def make(template: str | None = None) -> str:
-        name = f"m_{uuid.uuid4().hex[:12]}"
-        owner = db.parse(ckan_db_url).username
-        clause = f' TEMPLATE "{template}"' if template else ""
-        admin_execute(pg_admin_url,
-                      f'CREATE DATABASE "{name}" OWNER "{owner}"{clause}')
-        created.append(name)
-        return db.with_database(ckan_db_url, name).render_as_string(
-            hide_password=False)
-
-    yield make
-    for name in created:
-        drop_database(pg_admin_url, name)
+    with _database_factory(pg_admin_url, ckan_db_url, "m") as make:
+        yield make
 
 
 def dump_database(url: str, *options: str) -> str:
@@ -237,11 +233,7 @@ def migrated_old_site_template(pg_admin_url, ckan_db_url, old_site_template):
     ``ckan -c test.ini datagovuk migrate --resolve-email-clash keep-oldest``
     (no promotion yet); copy it with ``make_database(template=...)``."""
     name = f"tmpl_migrated_{uuid.uuid4().hex[:8]}"
-    owner = db.parse(ckan_db_url).username
-    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
-                                f'TEMPLATE "{old_site_template}"')
-    url = db.with_database(ckan_db_url, name).render_as_string(
-        hide_password=False)
+    url = create_database(pg_admin_url, ckan_db_url, name, old_site_template)
     result = ckan_datagovuk(["migrate", "--resolve-email-clash", "keep-oldest"],
                             db_url=url)
     assert result.returncode == 0, result.stderr

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine
 from ckanext.datagovuk import db, oldsite, runner
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
-    TEST_INI, admin_execute, drop_database, run_command)
+    TEST_INI, create_database, drop_database, run_command)
 from ckanext.datagovuk.tests.conftest import admin_execute as execute
 
 MIGRATION = os.path.join(runner.DEFAULT_MIGRATIONS_DIR, "001_bytemark_to_govuk.sql")
@@ -302,22 +302,18 @@ def schema22_templates(pg_admin_url, ckan_db_url):
     """Template databases: 'bare' (the 2.2 schema), 'scenario' (plus harvest
     and DGU tables, the continuity indexes and the hand-made rows) and
     'scenario_no_optional' (the rows without harvest or DGU tables)."""
-    owner = db.parse(ckan_db_url).username
     suffix = uuid.uuid4().hex[:8]
     names = {kind: f"b1_{kind}_{suffix}"
              for kind in ("bare", "scenario", "scenario_no_optional")}
     created = []
     try:
-        admin_execute(pg_admin_url, f'CREATE DATABASE "{names["bare"]}" OWNER "{owner}"')
+        bare = create_database(pg_admin_url, ckan_db_url, names["bare"])
         created.append(names["bare"])
-        build_schema_22(db.with_database(ckan_db_url, names["bare"]).render_as_string(
-            hide_password=False))
+        build_schema_22(bare)
         for kind, optional in (("scenario", True), ("scenario_no_optional", False)):
-            admin_execute(pg_admin_url, f'CREATE DATABASE "{names[kind]}" OWNER '
-                          f'"{owner}" TEMPLATE "{names["bare"]}"')
+            url = create_database(pg_admin_url, ckan_db_url, names[kind],
+                                  names["bare"])
             created.append(names[kind])
-            url = db.with_database(ckan_db_url, names[kind]).render_as_string(
-                hide_password=False)
             execute(url, scenario_sql())
             if optional:
                 execute(url, HARVEST_DDL + DGU_DDL + HARVEST_ROWS)
@@ -340,12 +336,10 @@ def site22(make_database, schema22_templates):
 def migrated(schema22_templates, pg_admin_url, ckan_db_url):
     """(URL, AppliedMigration): the scenario after 001 with SETTINGS, shared
     by the tests that only read the result (one run instead of fifteen)."""
-    owner = db.parse(ckan_db_url).username
     name = f"b1_migrated_{uuid.uuid4().hex[:8]}"
-    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
-                  f'TEMPLATE "{schema22_templates["scenario"]}"')
+    url = create_database(pg_admin_url, ckan_db_url, name,
+                          schema22_templates["scenario"])
     try:
-        url = db.with_database(ckan_db_url, name).render_as_string(hide_password=False)
         yield url, run_001(url)
     finally:
         drop_database(pg_admin_url, name)

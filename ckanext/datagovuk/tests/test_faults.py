@@ -32,7 +32,8 @@ import pytest
 from ckanext.datagovuk import (db, localpg, oldsite,
                                settings, transfer)
 from ckanext.datagovuk.tests.conftest import (
-    TEST_INI, VENV_BIN, admin_execute, ckan_datagovuk, drop_database,
+    TEST_INI, VENV_BIN, admin_execute, ckan_datagovuk, create_database,
+    drop_database,
     dump_database, one_line_error, paster_datagovuk, remote_pg_dump,
     run_command)
 
@@ -68,13 +69,9 @@ def source(pg_admin_url, ckan_db_url, old_site_template):
     """The old site's database on the "remote host" (a copy of the old
     site template, read by the remote pg_dump through a DSN)."""
     name = f"faults_source_{uuid.uuid4().hex[:8]}"
-    owner = db.parse(ckan_db_url).username
-    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
-                                f'TEMPLATE "{old_site_template}"')
-    url = db.with_database(ckan_db_url, name).render_as_string(
-        hide_password=False)
+    url = create_database(pg_admin_url, ckan_db_url, name, old_site_template)
     conninfo = (f"host=127.0.0.1 port={db.parse(url).port} dbname={name} "
-                f"user={owner}")
+                f"user={db.parse(url).username}")
     yield Source(url, conninfo, dump_database(url))
     drop_database(pg_admin_url, name)
 
@@ -255,6 +252,23 @@ def wait_until(condition, process: subprocess.Popen, what: str,
         time.sleep(0.1)
 
 
+def wait_mid_transfer(process: subprocess.Popen, marker: str,
+                      admin_url) -> None:
+    """Until the trickling remote pg_dump has sent its burst and the
+    import's staging database exists."""
+    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
+    wait_until(lambda: staging_databases(admin_url), process,
+               "the staging database was created")
+
+
+def assert_import_succeeds(server, source: Source, target: str,
+                           admin_url) -> None:
+    """The re-run once the fault is gone: a plain import, complete."""
+    result = paster_datagovuk(import_args(server, source), db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source, admin_url)
+
+
 def sleeping_in(admin_url, database: str) -> bool:
     """A session of ``database`` is inside an injected pg_sleep."""
     return bool(sql(admin_url, "SELECT 1 FROM pg_stat_activity WHERE "
@@ -353,18 +367,14 @@ def test_ssh_connection_dropped_mid_transfer(ssh_server, source, target,
     before = dump_database(target)
     process = start("paster", import_args(ssh_server, source,
                                           "--remote-pg-dump", script), target)
-    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
-    wait_until(lambda: staging_databases(pg_admin_url), process,
-               "the staging database was created")
+    wait_mid_transfer(process, marker, pg_admin_url)
     assert ssh_server.kill_sessions()
     result = finish(process)
     message = assert_failed_cleanly(result, target, before, pg_admin_url,
                                     source)
     assert "ssh connection to" in message
 
-    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
-    assert result.returncode == 0, result.stderr
-    assert_imported(target, source, pg_admin_url)
+    assert_import_succeeds(ssh_server, source, target, pg_admin_url)
 
 
 @fault(step="transfer", fault="remote pg_dump fails after partial output",
@@ -382,9 +392,7 @@ def test_remote_pg_dump_fails_part_way(ssh_server, source, target,
                                     source)
     assert "failed on" in message and "PQgetResult() failed" in message
 
-    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
-    assert result.returncode == 0, result.stderr
-    assert_imported(target, source, pg_admin_url)
+    assert_import_succeeds(ssh_server, source, target, pg_admin_url)
 
 
 @fault(step="transfer", fault="truncated dump file (cut in half)",
@@ -418,18 +426,14 @@ def test_interrupt_mid_transfer(signum, ssh_server, source, target,
     before = dump_database(target)
     process = start("paster", import_args(ssh_server, source,
                                           "--remote-pg-dump", script), target)
-    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
-    wait_until(lambda: staging_databases(pg_admin_url), process,
-               "the staging database was created")
+    wait_mid_transfer(process, marker, pg_admin_url)
     process.send_signal(signum)
     result = finish(process)
     message = assert_failed_cleanly(result, target, before, pg_admin_url,
                                     source)
     assert f"interrupted ({signal.Signals(signum).name})" in message
 
-    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
-    assert result.returncode == 0, result.stderr
-    assert_imported(target, source, pg_admin_url)
+    assert_import_succeeds(ssh_server, source, target, pg_admin_url)
 
 
 # The directory route (the default) does not use the local server while
@@ -444,9 +448,7 @@ def test_postgres_restart_mid_transfer(ssh_server, source, target, cluster,
     before = dump_database(target)
     process = start("paster", import_args(ssh_server, source, "--jobs", "1",
                                           "--remote-pg-dump", script), target)
-    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
-    wait_until(lambda: staging_databases(pg_admin_url), process,
-               "the staging database was created")
+    wait_mid_transfer(process, marker, pg_admin_url)
     restart_postgres(cluster)
     result = finish(process)
     assert sql(pg_admin_url, "SELECT 1") == [(1,)], "the server is not back"
@@ -454,9 +456,7 @@ def test_postgres_restart_mid_transfer(ssh_server, source, target, cluster,
                                     source)
     assert "nothing was imported" in message or "failed" in message
 
-    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
-    assert result.returncode == 0, result.stderr
-    assert_imported(target, source, pg_admin_url)
+    assert_import_succeeds(ssh_server, source, target, pg_admin_url)
 
 
 @fault(step="transfer", fault="import killed outright (SIGKILL: kill -9, the "
@@ -470,9 +470,7 @@ def test_import_killed_mid_transfer(ssh_server, source, target, pg_admin_url,
     before = dump_database(target)
     process = start("paster", import_args(ssh_server, source,
                                           "--remote-pg-dump", script), target)
-    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
-    wait_until(lambda: staging_databases(pg_admin_url), process,
-               "the staging database was created")
+    wait_mid_transfer(process, marker, pg_admin_url)
     process.kill()
     assert finish(process).returncode == -signal.SIGKILL
     assert dump_database(target) == before
@@ -502,9 +500,7 @@ def test_disk_full_during_restore(tiny_tablespace, ssh_server, source, target,
     assert "No space left on device" in message
 
     tiny_tablespace()
-    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
-    assert result.returncode == 0, result.stderr
-    assert_imported(target, source, pg_admin_url)
+    assert_import_succeeds(ssh_server, source, target, pg_admin_url)
 
 
 # --------------------------------------------------------------------------
@@ -764,9 +760,7 @@ def test_migrate_from_with_the_ssh_connection_dropped(
     before = dump_database(target)
     process = start_migrate_from(pipeline_ini, migrate_from_args(
         ssh_server, source, "--remote-pg-dump", script), target)
-    wait_until(lambda: os.path.exists(marker), process, "the dump flowed")
-    wait_until(lambda: staging_databases(pg_admin_url), process,
-               "the staging database was created")
+    wait_mid_transfer(process, marker, pg_admin_url)
     assert ssh_server.kill_sessions()
     result = finish(process)
     message = assert_failed_cleanly(result, target, before, pg_admin_url,

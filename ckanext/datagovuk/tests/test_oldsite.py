@@ -17,7 +17,7 @@ from ckanext.datagovuk import alembic_runner, db, oldsite
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.oldsite import KNOWN_CASES as KNOWN
 from ckanext.datagovuk.tests.conftest import (
-    OLD_SITE_DATASETS, ROOT, admin_execute, drop_database, run_command)
+    OLD_SITE_DATASETS, ROOT, create_database, drop_database, run_command)
 
 
 # --- helpers -----------------------------------------------------------------
@@ -47,11 +47,7 @@ def site(pg_admin_url, ckan_db_url, old_site_template):
     """One copy of the old site shared by the read-only tests of this
     module."""
     name = f"t_oldsite_{uuid.uuid4().hex[:8]}"
-    owner = db.parse(ckan_db_url).username
-    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
-                                f'TEMPLATE "{old_site_template}"')
-    yield db.with_database(ckan_db_url, name).render_as_string(
-        hide_password=False)
+    yield create_database(pg_admin_url, ckan_db_url, name, old_site_template)
     drop_database(pg_admin_url, name)
 
 
@@ -60,9 +56,7 @@ def empty_schema_template(pg_admin_url, ckan_db_url):
     """A template holding only the old schema (no rows), so that tests that
     populate sites of their own pay for CKAN's migrations once."""
     name = f"t_oldschema_{uuid.uuid4().hex[:8]}"
-    owner = db.parse(ckan_db_url).username
-    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}"')
-    oldsite.build_schema(db.with_database(ckan_db_url, name))
+    oldsite.build_schema(create_database(pg_admin_url, ckan_db_url, name))
     yield name
     drop_database(pg_admin_url, name)
 

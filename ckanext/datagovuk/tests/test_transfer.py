@@ -17,6 +17,7 @@ from ckanext.datagovuk import db, localpg, transfer
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,
                                               admin_execute, ckan_datagovuk,
+                                              create_database,
                                               drop_database, one_line_error,
                                               paster_datagovuk, remote_pg_dump,
                                               run_sql)
@@ -30,12 +31,10 @@ def source(pg_admin_url, ckan_db_url, old_site_template):
     """A copy of the generated old site that the "remote" pg_dump reads:
     (URL, libpq connection string for --remote-db, fingerprint)."""
     name = f"transfer_source_{uuid.uuid4().hex[:8]}"
-    owner = db.parse(ckan_db_url).username
-    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER "{owner}" '
-                                f'TEMPLATE "{old_site_template}"')
-    url = db.with_database(ckan_db_url, name)
+    url = db.parse(create_database(pg_admin_url, ckan_db_url, name,
+                                   old_site_template))
     connection_string = (f"host=127.0.0.1 port={url.port} dbname={name} "
-                         f"user={owner}")
+                         f"user={url.username}")
     yield url, connection_string, fingerprint(url)
     drop_database(pg_admin_url, name)
 

@@ -10,9 +10,8 @@ from sqlalchemy import create_engine, exc, inspect
 from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import alembic_runner, upgrade
-from ckanext.datagovuk.tests.conftest import (admin_execute, drop_database,
-                                              dump_database)
-from ckanext.datagovuk import db
+from ckanext.datagovuk.tests.conftest import (create_database,
+                                              drop_database, dump_database)
 
 SEED = """
 INSERT INTO revision (id, timestamp, author, state)
@@ -42,9 +41,7 @@ def ckan22_template(pg_admin_url, ckan_db_url):
     and a few resources, one of them in a resource group with no dataset."""
     name = f"ckan22_{os.getpid()}"
     drop_database(pg_admin_url, name)
-    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}" OWNER '
-                                f'"{db.parse(ckan_db_url).username}"')
-    engine = create_engine(db.with_database(ckan_db_url, name),
+    engine = create_engine(create_database(pg_admin_url, ckan_db_url, name),
                            poolclass=NullPool)
     with engine.begin() as conn:
         alembic_runner.upgrade(conn, alembic_runner.CKAN_22_REVISION)
