@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Optional
 
 from sqlalchemy.engine import Connection
 
+from ckanext.datagovuk import db
 from ckanext.datagovuk.errors import OperatorError
 
 LEGACY_SCHEMA = "datagovuk_legacy"
@@ -135,19 +136,19 @@ def classify(tables: Iterable[str], plugins: Iterable[str],
     return move, copy
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _qualified(schema: str, table: str) -> str:
+    return f"{db.quote_identifier(schema)}.{db.quote_identifier(table)}"
 
 
 def _row_count(connection: Connection, schema: str, table: str) -> int:
     return connection.exec_driver_sql(
-        f"SELECT count(*) FROM {_quote(schema)}.{_quote(table)}").scalar()
+        f"SELECT count(*) FROM {_qualified(schema, table)}").scalar()
 
 
 def _exists(connection: Connection, schema: str, table: str) -> bool:
     return connection.exec_driver_sql(
         "SELECT to_regclass(%(name)s) IS NOT NULL",
-        {"name": f"{_quote(schema)}.{_quote(table)}"}).scalar()
+        {"name": _qualified(schema, table)}).scalar()
 
 
 def drop_foreign_keys_across(connection: Connection,
@@ -169,8 +170,8 @@ def drop_foreign_keys_across(connection: Connection,
     dropped = []
     for name, source, target in rows:
         connection.exec_driver_sql(
-            f"ALTER TABLE public.{_quote(source)} "
-            f"DROP CONSTRAINT {_quote(name)}")
+            f"ALTER TABLE public.{db.quote_identifier(source)} "
+            f"DROP CONSTRAINT {db.quote_identifier(name)}")
         dropped.append(f"{source}.{name} -> {target}")
     return dropped
 
@@ -188,8 +189,8 @@ def move_tables(connection: Connection, tables: list[str], reasons: dict,
                                                             tables)
     for table in tables:
         connection.exec_driver_sql(
-            f"ALTER TABLE public.{_quote(table)} "
-            f"SET SCHEMA {_quote(LEGACY_SCHEMA)}")
+            f"ALTER TABLE public.{db.quote_identifier(table)} "
+            f"SET SCHEMA {db.quote_identifier(LEGACY_SCHEMA)}")
         result.tables.append(ArchivedTable(
             table, _row_count(connection, LEGACY_SCHEMA, table), "moved",
             reasons[table]))
@@ -205,10 +206,10 @@ def copy_tables(connection: Connection, tables: list[str],
         # A copy left by an earlier run that stopped before the upgrade
         # (--skip-upgrade) is replaced: the live table is the newer one.
         connection.exec_driver_sql(
-            f"DROP TABLE IF EXISTS {_quote(LEGACY_SCHEMA)}.{_quote(table)}")
+            f"DROP TABLE IF EXISTS {_qualified(LEGACY_SCHEMA, table)}")
         connection.exec_driver_sql(
-            f"CREATE TABLE {_quote(LEGACY_SCHEMA)}.{_quote(table)} AS "
-            f"SELECT * FROM public.{_quote(table)}")
+            f"CREATE TABLE {_qualified(LEGACY_SCHEMA, table)} AS "
+            f"SELECT * FROM {_qualified('public', table)}")
         result.tables.append(ArchivedTable(
             table, _row_count(connection, LEGACY_SCHEMA, table), "copied",
             f"dropped by CKAN migration {DROPPED_BY_UPGRADE[table]}"))
@@ -234,7 +235,8 @@ def empty_for_upgrade(connection: Connection, copy: list[str],
                     result)
     for table in EMPTIED_FOR_UPGRADE:
         if table in full:
-            connection.exec_driver_sql(f"DELETE FROM public.{_quote(table)}")
+            connection.exec_driver_sql(
+                f"DELETE FROM {_qualified('public', table)}")
     result.emptied = full
 
 
@@ -258,7 +260,7 @@ def archive(connection: Connection, plugins: Iterable[str] = (),
             not rows_to_empty(connection, copy):
         return result
     connection.exec_driver_sql(
-        f"CREATE SCHEMA IF NOT EXISTS {_quote(LEGACY_SCHEMA)}")
+        f"CREATE SCHEMA IF NOT EXISTS {db.quote_identifier(LEGACY_SCHEMA)}")
     reasons = {}
     for table in move:
         if table in DGU_TABLES:

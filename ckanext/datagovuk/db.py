@@ -80,6 +80,11 @@ def create_database(url: str | URL, admin_url: str | URL | None = None,
         conn.close()
 
 
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier, for SQL built as text."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def first_line(error: BaseException) -> str:
     """The first meaningful line of a database error, for one-line messages."""
     text = str(getattr(error, "pgerror", None) or error).strip()

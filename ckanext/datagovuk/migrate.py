@@ -197,7 +197,7 @@ def analyze_tables_without_statistics(connection: Connection) -> list[str]:
         connection.exec_driver_sql(
             f"SET LOCAL default_statistics_target = {FIRST_STATISTICS_TARGET}")
         connection.exec_driver_sql("ANALYZE " + ", ".join(
-            'public."{}"'.format(name.replace('"', '""')) for name in tables))
+            f"public.{db.quote_identifier(name)}" for name in tables))
         connection.exec_driver_sql("RESET default_statistics_target")
     return tables
 
@@ -403,10 +403,11 @@ def format_report(report: MigrationReport) -> str:
     if report.upgrade:
         result = report.upgrade
         if result.resources_relinked or result.orphan_resources_deleted:
+            revisions = (result.resource_revisions_relinked
+                         or "none, revision 107 drops them")
             lines.append(
                 f"  resources relinked to their datasets across CKAN 074: "
-                f"{result.resources_relinked} (revisions: "
-                f"{result.resource_revisions_relinked or 'none, revision 107 drops them'}"
+                f"{result.resources_relinked} (revisions: {revisions}"
                 "); deleted as their "
                 f"dataset is gone: {result.orphan_resources_deleted} "
                 f"(revisions: {result.orphan_resource_revisions_deleted})")

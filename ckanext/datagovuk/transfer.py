@@ -734,7 +734,7 @@ class _Import:
     def load_verify_swap(self, state: TargetState) -> ImportResult:
         # The remote host dumps for a while before it sends anything: the
         # staging database is made meanwhile.
-        remote_dump = self.start_remote_dump() if self.directory_route \
+        remote_dump = self.start_remote_command() if self.directory_route \
             else None
         self.create_staging()
         self.load(remote_dump)
@@ -1085,14 +1085,13 @@ class _Import:
         if remote_dump is not None:
             self.load_remote_directory(remote_dump)
         elif self.source.is_remote:
-            reader = _Child("ssh", self.ssh_command(self.remote_command()),
-                            stdout=subprocess.PIPE)
-            self.children.append(reader)
+            reader = self.start_remote_command()
             self.load_stream(reader.process.stdout, reader)
         else:
             self.load_local_file(self.source.path)
 
-    def start_remote_dump(self) -> _Child:
+    def start_remote_command(self) -> _Child:
+        """ssh running ``remote_command()``, its output on a pipe."""
         reader = _Child("ssh", self.ssh_command(self.remote_command()),
                         stdout=subprocess.PIPE)
         self.children.append(reader)
