@@ -560,6 +560,18 @@ def test_refused_before_anything_runs(ssh_server, source, existing_target,
     assert leftovers(pg_admin_url, database_name(existing_target)) == []
 
 
+def test_out_of_range_jobs_or_compression_is_a_one_line_usage_error(
+        old_site_dump, existing_target, pg_admin_url):
+    before = fingerprint(existing_target)
+    for option, value in (("--jobs", "0"), ("--compress", "10")):
+        result = import_in_process([old_site_dump, option, value, "--replace"],
+                                   existing_target)
+        assert result.returncode == 2
+        assert option in one_line_error(result)
+    assert fingerprint(existing_target) == before
+    assert leftovers(pg_admin_url, database_name(existing_target)) == []
+
+
 def test_plan_names_each_program_and_quotes_operator_values(ssh_server,
                                                             existing_target):
     options = transfer.ImportOptions(
