@@ -21,6 +21,7 @@ from ckanext.datagovuk import db, oldsite, runner
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, create_database, drop_database, run_command)
+from ckanext.datagovuk.tests.conftest import run_sql as query
 from ckanext.datagovuk.tests.conftest import admin_execute as execute
 
 MIGRATION = os.path.join(runner.DEFAULT_MIGRATIONS_DIR, "001_bytemark_to_govuk.sql")
@@ -267,16 +268,6 @@ def quote(value) -> str:
     if value is None:
         return "NULL"
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def query(url: str, statement: str, params=None) -> list[tuple]:
-    conn = db.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def scalar(url: str, statement: str, params=None):

@@ -19,6 +19,7 @@ from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, admin_execute, ckan_datagovuk, dump_database, one_line_error,
     paster_datagovuk, run_command)
+from ckanext.datagovuk.tests.conftest import run_sql as query
 
 KNOWN = oldsite.KNOWN_CASES
 MIGRATE = ["migrate", "--resolve-email-clash", "keep-oldest"]
@@ -26,16 +27,6 @@ RESOURCE_LIST_KEYS = {"individual_resources", "additional_resources",
                       "timeseries_resources"}
 NEW_HARVEST_TYPES = {"single-doc", "csw", "waf", "dcat_json", "ckan"}
 VALID_USER_NAME = re.compile(r"^[a-z0-9_\-]{2,100}$")
-
-
-def query(url: str, sql: str, params=None) -> list[tuple]:
-    conn = db.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def snapshot_old_site(url: str) -> dict:

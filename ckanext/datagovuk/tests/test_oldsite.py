@@ -18,19 +18,10 @@ from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.oldsite import KNOWN_CASES as KNOWN
 from ckanext.datagovuk.tests.conftest import (
     OLD_SITE_DATASETS, ROOT, create_database, drop_database, run_command)
+from ckanext.datagovuk.tests.conftest import run_sql as query
 
 
 # --- helpers -----------------------------------------------------------------
-
-def query(url: str, statement: str, params=None) -> list[tuple]:
-    connection = db.connect(url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall()
-    finally:
-        connection.close()
-
 
 def scalar(url: str, statement: str, params=None):
     rows = query(url, statement, params)
