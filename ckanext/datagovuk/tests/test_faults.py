@@ -355,6 +355,26 @@ def remove_upgrade_hold(admin_url: str, target_url: str) -> None:
         "DROP SCHEMA fault_injection CASCADE")
 
 
+def start_migrate_held_in_the_upgrade(admin_url: str, site: str
+                                      ) -> tuple[subprocess.Popen, str]:
+    """``ckan ... datagovuk migrate`` on ``site``, started with the hold in
+    place and waited for until it sleeps at revision 099; and the dump of
+    ``site`` from before it started."""
+    install_upgrade_hold(admin_url, site)
+    before = dump_database(site)
+    process = start("ckan", MIGRATE, site)
+    wait_until(lambda: sleeping_in(admin_url, database_name(site)), process,
+               "the schema upgrade reached revision 099")
+    return process, before
+
+
+def assert_migrate_succeeds_once_released(admin_url: str, site: str) -> None:
+    """The re-run after the fault, without the hold: a complete migration."""
+    remove_upgrade_hold(admin_url, site)
+    result = ckan_datagovuk(MIGRATE, db_url=site)
+    assert_migrated(result, site, ["001_bytemark_to_govuk.sql"])
+
+
 # --------------------------------------------------------------------------
 # transfer: the dump streamed over ssh into a staging database
 
@@ -588,19 +608,14 @@ def test_disk_full_during_migrate(tiny_tablespace, old_site, pg_admin_url):
        outcome="target unchanged (data migrations and archive rolled back "
                "too), one-line error; re-run succeeds")
 def test_interrupt_during_the_schema_upgrade(signum, old_site, pg_admin_url):
-    install_upgrade_hold(pg_admin_url, old_site)
-    before = dump_database(old_site)
-    process = start("ckan", MIGRATE, old_site)
-    wait_until(lambda: sleeping_in(pg_admin_url, database_name(old_site)),
-               process, "the schema upgrade reached revision 099")
+    process, before = start_migrate_held_in_the_upgrade(pg_admin_url,
+                                                        old_site)
     process.send_signal(signum)
     result = finish(process)
     message = assert_failed_cleanly(result, old_site, before, pg_admin_url)
     assert "during schema upgrade" in message and "rolled back" in message
 
-    remove_upgrade_hold(pg_admin_url, old_site)
-    result = ckan_datagovuk(MIGRATE, db_url=old_site)
-    assert_migrated(result, old_site, ["001_bytemark_to_govuk.sql"])
+    assert_migrate_succeeds_once_released(pg_admin_url, old_site)
 
 
 @fault(step="schema upgrade", fault="PostgreSQL restarted in the middle of "
@@ -609,20 +624,15 @@ def test_interrupt_during_the_schema_upgrade(signum, old_site, pg_admin_url):
                "one-line error; the server is back; re-run succeeds")
 def test_postgres_restart_during_the_schema_upgrade(old_site, cluster,
                                                     pg_admin_url):
-    install_upgrade_hold(pg_admin_url, old_site)
-    before = dump_database(old_site)
-    process = start("ckan", MIGRATE, old_site)
-    wait_until(lambda: sleeping_in(pg_admin_url, database_name(old_site)),
-               process, "the schema upgrade reached revision 099")
+    process, before = start_migrate_held_in_the_upgrade(pg_admin_url,
+                                                        old_site)
     restart_postgres(cluster)
     result = finish(process)
     assert sql(pg_admin_url, "SELECT 1") == [(1,)], "the server is not back"
     message = assert_failed_cleanly(result, old_site, before, pg_admin_url)
     assert "schema upgrade" in message
 
-    remove_upgrade_hold(pg_admin_url, old_site)
-    result = ckan_datagovuk(MIGRATE, db_url=old_site)
-    assert_migrated(result, old_site, ["001_bytemark_to_govuk.sql"])
+    assert_migrate_succeeds_once_released(pg_admin_url, old_site)
 
 
 @fault(step="schema upgrade", fault="migrate killed outright (SIGKILL) in "
@@ -631,12 +641,9 @@ def test_postgres_restart_during_the_schema_upgrade(old_site, cluster,
                "client's transaction (no error line: the process is gone); "
                "re-run succeeds")
 def test_migrate_killed_during_the_schema_upgrade(old_site, pg_admin_url):
-    install_upgrade_hold(pg_admin_url, old_site)
-    before = dump_database(old_site)
-    process = start("ckan", MIGRATE, old_site)
+    process, before = start_migrate_held_in_the_upgrade(pg_admin_url,
+                                                        old_site)
     name = database_name(old_site)
-    wait_until(lambda: sleeping_in(pg_admin_url, name), process,
-               "the schema upgrade reached revision 099")
     process.kill()
     assert finish(process).returncode == -signal.SIGKILL
     deadline = time.monotonic() + 60
@@ -646,9 +653,7 @@ def test_migrate_killed_during_the_schema_upgrade(old_site, pg_admin_url):
         time.sleep(0.2)
     assert dump_database(old_site) == before
 
-    remove_upgrade_hold(pg_admin_url, old_site)
-    result = ckan_datagovuk(MIGRATE, db_url=old_site)
-    assert_migrated(result, old_site, ["001_bytemark_to_govuk.sql"])
+    assert_migrate_succeeds_once_released(pg_admin_url, old_site)
 
 
 # --------------------------------------------------------------------------
