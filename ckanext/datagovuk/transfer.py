@@ -42,7 +42,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,8 +50,9 @@ from typing import Callable, Iterable
 import psycopg2
 from psycopg2 import sql
 
-from ckanext.datagovuk import db
+from ckanext.datagovuk import db, workdir
 from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.workdir import WorkDir
 
 DEFAULT_REMOTE_DB = "ckan"
 DEFAULT_REMOTE_PG_DUMP = "pg_dump"
@@ -673,7 +673,7 @@ class _Import:
         self.staging_created = False
         self.lock_connection = None
         self.children: list[_Child] = []
-        self.temp_dir: str | None = None
+        self.work: WorkDir | None = None
         self.phases: list[tuple[str, float]] = []
         self.bytes_transferred = 0
         self.dump_format = ""
@@ -707,6 +707,7 @@ class _Import:
                               else None)
             try:
                 state = self.check_target()
+                self.remove_abandoned_work_dirs()
                 if remote_version is not None:
                     self.check_versions(remote_version)
             finally:
@@ -1446,9 +1447,13 @@ class _Import:
     def work_dir(self) -> str:
         # In $TMPDIR: the table-of-contents peek and, for --jobs N without
         # --keep-dump, the spooled dump.
-        if self.temp_dir is None:
-            self.temp_dir = tempfile.mkdtemp(prefix="datagovuk-import-")
-        return self.temp_dir
+        if self.work is None:
+            self.work = WorkDir()
+        return self.work.path
+
+    def remove_abandoned_work_dirs(self) -> None:
+        for path in workdir.remove_abandoned():
+            self.echo(f"removed {path}, left by an import that was killed")
 
     # -- verify and swap ---------------------------------------------------
 
@@ -1533,8 +1538,8 @@ class _Import:
                 with contextlib.suppress(OSError):
                     os.unlink(self.kept_dump)
             self.kept_dump = None
-        if self.temp_dir:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self.work is not None:
+            self.work.remove()
 
 
 class _SinkClosed(Exception):

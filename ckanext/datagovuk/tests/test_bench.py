@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -161,10 +162,21 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
         assert steps[name]["status"] == "ok", (name, steps[name])
         assert steps[name]["seconds"] > 0, name
     assert steps["floor"]["details"]["best"] == "floor.ssh_fc_z0_stream"
-    # The manual route is the sum of its four parts.
+    # The loopback steps in a ratio ran three rounds (the default) and
+    # count their median; the extra rounds are not steps of their own.
+    for name in ("floor.ssh_fc_z0_stream", "import.loopback", "manual.loopback"):
+        rounds = steps[name]["details"]["rounds"]
+        assert len(rounds) == bench.DEFAULT_ROUNDS == 3, name
+        assert steps[name]["seconds"] == pytest.approx(statistics.median(rounds),
+                                                       abs=0.001), name
+    assert steps["floor"]["seconds"] == steps["floor.ssh_fc_z0_stream"]["seconds"]
+    assert not [name for name in steps if "round" in name]
+    assert "[median of 3 rounds: " in (output / "results.txt").read_text()
+    # The manual route's first round is the sum of its four parts.
     parts = [steps[f"manual.loopback.{part}"]["seconds"]
              for part in ("dump", "scp", "createdb", "load")]
-    assert steps["manual.loopback"]["seconds"] == pytest.approx(sum(parts), abs=0.01)
+    assert steps["manual.loopback"]["details"]["rounds"][0] == pytest.approx(
+        sum(parts), abs=0.01)
     # Our import is a Python process running pg_restore; the remote ran pg_dump.
     memory = steps["import.loopback"]["memory"]
     assert memory["python"]["peak_mb"] > 20

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import pytest
 
 from ckanext.datagovuk import (db, localpg, oldsite,
-                               settings, transfer)
+                               settings, transfer, workdir)
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, VENV_BIN, admin_execute, ckan_datagovuk, create_database,
     drop_database,
@@ -212,10 +212,11 @@ def import_args(server, source: Source, *extra: str) -> list[str]:
             "--replace", "--drop-old", *extra]
 
 
-def start(program: str, args: list[str], db_url: str) -> subprocess.Popen:
+def start(program: str, args: list[str], db_url: str,
+          env: dict | None = None) -> subprocess.Popen:
     """``paster datagovuk ARGS -c test.ini`` or ``ckan -c test.ini
     datagovuk ARGS``, started in the background."""
-    env = {**os.environ, "CKAN_SQLALCHEMY_URL": db_url}
+    env = {**os.environ, "CKAN_SQLALCHEMY_URL": db_url, **(env or {})}
     if program == "paster":
         command = [os.path.join(VENV_BIN, "paster"), "datagovuk", *args,
                    "-c", TEST_INI]
@@ -483,21 +484,31 @@ def test_postgres_restart_mid_transfer(ssh_server, source, target, cluster,
                               "OOM killer) mid-transfer",
        outcome="target unchanged, source unchanged (no error line: the "
                "process is gone); re-run succeeds and removes the staging "
-               "database the killed run left")
+               "database and the local work directory the killed run left")
 def test_import_killed_mid_transfer(ssh_server, source, target, pg_admin_url,
                                     tmp_path):
     script, marker = remote_pg_dump(tmp_path, "trickle")
+    local_tmp = tmp_path / "local-tmp"
+    local_tmp.mkdir()
+    env = {"TMPDIR": str(local_tmp)}
     before = dump_database(target)
     process = start("paster", import_args(ssh_server, source,
-                                          "--remote-pg-dump", script), target)
+                                          "--remote-pg-dump", script), target,
+                    env=env)
     wait_mid_transfer(process, marker, pg_admin_url)
     process.kill()
     assert finish(process).returncode == -signal.SIGKILL
     assert dump_database(target) == before
     assert dump_database(source.url) == source.fingerprint
+    (left_dir,) = local_tmp.iterdir()
+    assert left_dir.name.startswith(workdir.PREFIX)
 
-    result = paster_datagovuk(import_args(ssh_server, source), db_url=target)
+    result = paster_datagovuk(import_args(ssh_server, source), db_url=target,
+                              env=env)
     assert result.returncode == 0, result.stderr
+    assert f"removed {left_dir}, left by an import that was killed" \
+        in result.stdout
+    assert list(local_tmp.iterdir()) == []
     assert content(target) == content(source.url)
     left = staging_databases(pg_admin_url)
     if left:
