@@ -135,7 +135,8 @@ _IMPORT_OPTIONS = [
                  show_default=True, metavar="N",
                  help="Parallel jobs. From [user@]host, N>1 runs pg_dump -Fd "
                       "-j N into a temporary directory on the remote "
-                      "host, sends it as one tar stream, unpacks it here "
+                      "host, sends each table's file as soon as it is "
+                      "dumped, unpacks them here "
                       "(--keep-dump or $TMPDIR) and runs pg_restore -j N: "
                       "the fastest route, needing the compressed dump's size "
                       "in disk on both hosts; 1 streams pg_dump -Fc straight "
@@ -337,7 +338,7 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
 
     \b
       [user@]host        pg_dump runs there over ssh (-O -x): a directory
-                        dump (-Fd -j N) sent here as one tar stream, or
+                        dump (-Fd -j N) sent here table by table, or
                         with --jobs 1 a custom dump streamed straight in
       [user@]host:PATH   a dump file on the remote host
       FILE               a local custom-format (pg_dump -Fc) or plain SQL

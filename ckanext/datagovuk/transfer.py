@@ -5,8 +5,10 @@ Sources (``parse_source``):
 
 * ``[user@]host``: ``pg_dump`` runs on the remote host over ssh.  By default
   (``jobs`` > 1) it writes a directory-format dump with ``-j N -Z1`` (the
-  level is ``compression``) into a temporary directory there, which is sent
-  back as one tar stream, unpacked here and loaded with ``pg_restore -j N``:
+  level is ``compression``) into a temporary directory there; each table's
+  data file is sent back as soon as pg_dump has finished it (a tar archive
+  each, then the rest with ``toc.dat``), unpacked here and, once all has
+  arrived, loaded with ``pg_restore -j N``:
   the fastest of the routes over ssh the benchmark tried (docs/benchmark.rst),
   at the cost of the compressed dump's size in disk on both hosts for the
   duration.  With ``jobs`` = 1, ``pg_dump -Fc -Z1`` is streamed straight
@@ -1020,20 +1022,46 @@ class _Import:
                     f"-d {database}")
         parent = (_double_quoted(self.options.remote_tmpdir)
                   if self.options.remote_tmpdir else '"${TMPDIR:-/tmp}"')
-        # sh whatever the login shell is; the EXIT trap removes the dump
-        # however the script ends (an error, or tar losing its reader when
-        # the import is stopped), and the signal traps turn a signal into
-        # an exit so that the EXIT trap runs.  No single quotes inside, so
-        # that --plan shows it quoted once.
+        # sh whatever the login shell is.  pg_dump runs in the background
+        # with -v; each table's data file is sent as a tar archive of its
+        # own once pg_dump's log says "finished item N TABLE DATA", then
+        # deleted, so the transfer overlaps the dump; the rest (toc.dat
+        # last) follows when pg_dump has succeeded.  Meanwhile a zero block
+        # (which tar -x --ignore-zeros skips) goes out every 0.2 s, so that
+        # a closed connection ends the script at once.  The EXIT trap stops
+        # pg_dump and removes the dump however the script ends (an error,
+        # or tar losing its reader when the import is stopped); the signal
+        # traps turn a signal into an exit so that it runs.  On failure,
+        # pg_dump's log goes to stderr without its progress lines.  No
+        # single quotes inside, so that --plan shows it quoted once.
         script = (
             "set -e; umask 077; "
             f"work=$(mktemp -d {parent}/datagovuk-dump.XXXXXX); "
-            'trap "rm -rf \\"$work\\"" EXIT; '
+            'trap "kill \\$(cat \\"$work/pid\\" 2>/dev/null) 2>/dev/null '
+            '|| :; rm -rf \\"$work\\"" EXIT; '
             'trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; '
-            f"{_double_quoted(self.options.remote_pg_dump)} -Fd "
-            f"-j {self.options.jobs} -Z{self.options.compression} -O -x -w "
-            f'-f "$work/dump" -d {_double_quoted(self.options.remote_db)}; '
-            'cd "$work/dump"; tar -cf - .')
+            ': > "$work/log"; '
+            f"{{ {_double_quoted(self.options.remote_pg_dump)} -Fd "
+            f"-j {self.options.jobs} -Z{self.options.compression} -O -x -w -v "
+            f'-f "$work/dump" -d {_double_quoted(self.options.remote_db)} '
+            '2> "$work/log" & echo $! > "$work/pid"; status=0; '
+            'wait $! || status=$?; echo $status > "$work/status"; } & '
+            "send_finished() { "
+            "for item in $(sed -n "
+            '"s/.*finished item \\([0-9][0-9]*\\) TABLE DATA .*/\\1/p" '
+            '"$work/log"); do for file in "$work/dump/$item".dat*; do '
+            'if [ -f "$file" ]; then '
+            '(cd "$work/dump" && tar -cf - "${file##*/}"); '
+            'rm -f "$file"; fi; done; done; }; '
+            'while [ ! -s "$work/status" ]; do send_finished; '
+            "dd if=/dev/zero bs=512 count=1 2>/dev/null; "
+            "sleep 0.2 2>/dev/null || sleep 1; done; "
+            'status=$(cat "$work/status"); '
+            'if [ "$status" != 0 ]; then grep -v -E '
+            '"finished item|dumping contents of table|^pg_dump: (reading|'
+            'saving|finding|flagging|identifying|last built-in)" '
+            '"$work/log" >&2 || :; exit "$status"; fi; '
+            'send_finished; cd "$work/dump"; tar -cf - .')
         return f"sh -c {shlex.quote(script)}"
 
     def plan(self) -> list[str]:
@@ -1049,7 +1077,8 @@ class _Import:
         if self.directory_route:
             fetch = quoted(self.ssh_command(self.remote_command()))
             spool = shlex.quote(self.options.keep_dump or "$TMPDIR/<dump>")
-            lines += [f"mkdir {spool}; {fetch} | tar -x -f - -C {spool}",
+            lines += [f"mkdir {spool}; {fetch} | tar -x --ignore-zeros "
+                      f"-f - -C {spool}",
                       f"{env} {restore} {spool}"]
         elif self.source.is_remote:
             fetch = quoted(self.ssh_command(self.remote_command()))
@@ -1111,20 +1140,22 @@ class _Import:
         return path
 
     def load_remote_directory(self, reader: _Child) -> None:
-        """Receive the remote host's directory-format dump as a tar stream,
-        unpack it here, then ``pg_restore -j N`` it."""
+        """Receive the remote host's directory-format dump as a stream of
+        tar archives (one per table's data file, then the rest), unpack it
+        here, then ``pg_restore -j N`` it."""
         path = self.directory_spool()
         self.dump_format = "directory"
         self.echo(f"source: {self.source.describe(self.options.remote_db)} "
                   f"(directory format, pg_dump -j {self.options.jobs} "
-                  "there; the transfer starts when it has finished)")
+                  "there, each table sent as soon as it is dumped)")
         with self.phase("remote dump+transfer"):
             stream = reader.process.stdout
             head = self.read_head(stream, reader, 1)
             if not head:
                 self.fail_source(reader, nothing_received=True)
-            unpack = _Child("tar", ["tar", "-x", "-f", "-", "-C", path,
-                                    "--no-same-owner"],
+            # --ignore-zeros: one archive per data file, then the rest.
+            unpack = _Child("tar", ["tar", "-x", "--ignore-zeros", "-f", "-",
+                                    "-C", path, "--no-same-owner"],
                             stdin=subprocess.PIPE)
             self.children.append(unpack)
             try:

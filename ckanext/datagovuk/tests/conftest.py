@@ -272,46 +272,48 @@ def run_sql(url, statement, params=None):
 # touches a marker file, so a test can act mid-stream deterministically:
 #   trickle: the first BURST bytes, then 1 KiB every 0.2 s, until cut;
 #   fail:    the first BURST bytes, then pg_dump's error and exit 1.
-# Asked for a directory-format dump (import's default route, where the
-# remote script sends the directory with tar once pg_dump is done), it
-# makes the dump, then sends that tar stream itself the same way (the first
-# half of it when that is less than BURST).
+# Asked for a directory-format dump (import's default route), it makes the
+# dump; the import's remote script sends each table's data file as pg_dump's
+# log reports it finished, and deletes it.  Once they are all gone (the
+# burst: everything but toc.dat), it touches the marker, then fails, or
+# holds the transfer open until the import is stopped (the script's EXIT
+# trap kills it and removes the directory).
 REMOTE_PG_DUMP = """#!{python}
-import io, os, subprocess, sys, tarfile, time
+import os, subprocess, sys, time
 if sys.argv[1:] == ["--version"]:
     os.execvp("pg_dump", ["pg_dump", "--version"])
-burst = {burst}
-if "-Fd" in sys.argv:
-    subprocess.run(["pg_dump", *sys.argv[1:]], check=True)
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        tar.add(sys.argv[sys.argv.index("-f") + 1], arcname=".")
-    stream = io.BytesIO(archive.getvalue())
-    burst = min(burst, len(archive.getvalue()) // 2)
-    dump = None
-else:
-    dump = subprocess.Popen(["pg_dump", *sys.argv[1:]],
-                            stdout=subprocess.PIPE)
-    stream = dump.stdout
-out = sys.stdout.buffer
-try:
-    out.write(stream.read(burst))
-    out.flush()
+
+def burst_sent():
     open({marker!r}, "w").close()
     if {mode!r} == "fail":
         sys.stderr.write('pg_dump: error: Dumping the contents of table '
                          '"package" failed: PQgetResult() failed.\\n')
         sys.exit(1)
+
+if "-Fd" in sys.argv:
+    subprocess.run(["pg_dump", *sys.argv[1:]], check=True)
+    directory = sys.argv[sys.argv.index("-f") + 1]
+    while [name for name in os.listdir(directory) if name[0].isdigit()]:
+        time.sleep(0.05)
+    burst_sent()
+    while os.path.isdir(directory):
+        time.sleep(0.2)
+    sys.exit(1)
+dump = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
+out = sys.stdout.buffer
+try:
+    out.write(dump.stdout.read({burst}))
+    out.flush()
+    burst_sent()
     while True:
-        chunk = stream.read(1024)
+        chunk = dump.stdout.read(1024)
         if not chunk:
             break
         out.write(chunk)
         out.flush()
         time.sleep(0.2)
 finally:
-    if dump is not None:
-        dump.kill()
+    dump.kill()
 """
 BURST = 320 << 10
 

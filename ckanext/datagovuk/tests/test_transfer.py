@@ -212,6 +212,54 @@ def test_directory_import_by_default_leaves_nothing_on_the_remote_host(
     assert_imported(again, source)
 
 
+def test_each_table_arrives_while_the_remote_pg_dump_still_runs(
+        ssh_server, source, existing_target, tmp_path, pg_admin_url):
+    """The stand-in pg_dump has written every table but has not exited (it
+    holds, as a real one does while it dumps the biggest table): the
+    tables are already here, toc.dat is not.  Cutting the connection then
+    stops it and removes its directory on the remote host at once."""
+    script, marker = remote_pg_dump(tmp_path, "trickle")
+    remote_tmp = tmp_path / "remote-tmp"
+    remote_tmp.mkdir()
+    kept = tmp_path / "kept"
+    # The same database dumps to the same file names (dump ids).
+    reference = tmp_path / "reference"
+    subprocess.run(["pg_dump", "-Fd", "-j", "2", "-Z1", "-O", "-x", "-f",
+                    str(reference)], env=db.libpq_env(source[0]), check=True)
+    before = fingerprint(existing_target)
+    process = start_paster_import(
+        [ssh_server.destination, *remote_db_args(source),
+         *ssh_args(ssh_server), "--remote-pg-dump", script,
+         "--remote-tmpdir", str(remote_tmp), "--keep-dump", str(kept),
+         "--replace"], existing_target)
+    try:
+        wait_for(marker, process)
+        data_files = set(os.listdir(reference)) - {"toc.dat"}
+        deadline = time.monotonic() + 30
+        while set(os.listdir(kept)) != data_files:
+            assert time.monotonic() < deadline, sorted(os.listdir(kept))
+            time.sleep(0.1)
+        assert not (kept / "toc.dat").exists()
+        assert len(list(remote_tmp.iterdir())) == 1
+        assert ssh_server.kill_sessions()
+        result = finish(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert_failed_cleanly(result, existing_target, before, pg_admin_url)
+    assert not kept.exists()
+
+    def remote_pg_dump_running() -> bool:
+        return f"{script} -Fd" in subprocess.run(
+            ["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+    deadline = time.monotonic() + 10
+    while list(remote_tmp.iterdir()) or remote_pg_dump_running():
+        assert time.monotonic() < deadline, list(remote_tmp.iterdir())
+        time.sleep(0.1)
+
+
 def test_a_remote_pg_dump_older_than_9_3_is_copied_then_restored_in_parallel(
         ssh_server, source, make_database, tmp_path):
     # Stands in for an old server's pg_dump: reports 9.2 (no -j there) and
