@@ -186,7 +186,14 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
 
     ratios = results["ratios"]
     assert set(ratios) == set(bench.RATIO_KEYS)
-    for key in ("import_over_floor", "manual_over_import_loopback",
+    # One floor variant: it is also the one copied in the import's rounds.
+    assert steps["import.loopback"]["details"]["paired_floor"] == \
+        "floor.ssh_fc_z0_stream"
+    assert ratios["import_over_floor_same_rounds"]["value"] == pytest.approx(
+        steps["import.loopback"]["seconds"]
+        / steps["floor.ssh_fc_z0_stream"]["seconds"], rel=1e-3)
+    for key in ("import_over_floor", "import_over_floor_same_rounds",
+                "manual_over_import_loopback",
                 "pipeline_over_floor", "pipeline_one_run_over_floor",
                 "python_peak_rss_mb"):
         assert ratios[key]["value"] > 0, key
