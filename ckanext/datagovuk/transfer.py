@@ -72,6 +72,8 @@ TOC_FILE = "toc.dat"
 # pg_dump -j came with 9.3; an older remote pg_dump sends a custom-format
 # dump instead, copied here before pg_restore -j.
 PARALLEL_PG_DUMP = (9, 3)
+# pg_dump --no-sync came with 10 (which began fsyncing its output).
+NO_SYNC_PG_DUMP = (10,)
 CUSTOM_MAGIC = b"PGDMP"
 PLAIN_MARKER = b"PostgreSQL database dump"
 CHUNK_SIZE = 1 << 20
@@ -1024,9 +1026,12 @@ class _Import:
                   if self.options.remote_tmpdir else '"${TMPDIR:-/tmp}"')
         # sh whatever the login shell is.  pg_dump runs in the background
         # with -v; each table's data file is sent as a tar archive of its
-        # own once pg_dump's log says "finished item N TABLE DATA", then
-        # deleted, so the transfer overlaps the dump; the rest (toc.dat
-        # last) follows when pg_dump has succeeded.  Meanwhile a zero block
+        # own once pg_dump's log says "finished item N TABLE DATA", and its
+        # name noted in $work/sent, so the transfer overlaps the dump; the
+        # rest (toc.dat last) follows when pg_dump has succeeded.  Nothing
+        # is deleted before then: pg_dump 10+ opens every file again at the
+        # end to fsync it (--no-sync skips that, but older ones have no
+        # such option).  Meanwhile a zero block
         # (which tar -x --ignore-zeros skips) goes out every 0.2 s, so that
         # a closed connection ends the script at once.  The EXIT trap stops
         # pg_dump and removes the dump however the script ends (an error,
@@ -1034,15 +1039,18 @@ class _Import:
         # traps turn a signal into an exit so that it runs.  On failure,
         # pg_dump's log goes to stderr without its progress lines.  No
         # single quotes inside, so that --plan shows it quoted once.
+        no_sync = ("--no-sync " if self.remote_version
+                   and self.remote_version >= NO_SYNC_PG_DUMP else "")
         script = (
             "set -e; umask 077; "
             f"work=$(mktemp -d {parent}/datagovuk-dump.XXXXXX); "
             'trap "kill \\$(cat \\"$work/pid\\" 2>/dev/null) 2>/dev/null '
             '|| :; rm -rf \\"$work\\"" EXIT; '
             'trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; '
-            ': > "$work/log"; '
+            ': > "$work/log"; : > "$work/sent"; sent=" "; '
             f"{{ {_double_quoted(self.options.remote_pg_dump)} -Fd "
             f"-j {self.options.jobs} -Z{self.options.compression} -O -x -w -v "
+            f"{no_sync}"
             f'-f "$work/dump" -d {_double_quoted(self.options.remote_db)} '
             '2> "$work/log" & echo $! > "$work/pid"; status=0; '
             'wait $! || status=$?; echo $status > "$work/status"; } & '
@@ -1050,9 +1058,10 @@ class _Import:
             "for item in $(sed -n "
             '"s/.*finished item \\([0-9][0-9]*\\) TABLE DATA .*/\\1/p" '
             '"$work/log"); do for file in "$work/dump/$item".dat*; do '
-            'if [ -f "$file" ]; then '
-            '(cd "$work/dump" && tar -cf - "${file##*/}"); '
-            'rm -f "$file"; fi; done; done; }; '
+            'name=${file##*/}; case "$sent" in *" $name "*) continue;; esac; '
+            'if [ -f "$file" ]; then (cd "$work/dump" && tar -cf - "$name"); '
+            'sent="$sent$name "; echo "$name" >> "$work/sent"; fi; '
+            "done; done; }; "
             'while [ ! -s "$work/status" ]; do send_finished; '
             "dd if=/dev/zero bs=512 count=1 2>/dev/null; "
             "sleep 0.2 2>/dev/null || sleep 1; done; "
@@ -1061,7 +1070,9 @@ class _Import:
             '"finished item|dumping contents of table|^pg_dump: (reading|'
             'saving|finding|flagging|identifying|last built-in)" '
             '"$work/log" >&2 || :; exit "$status"; fi; '
-            'send_finished; cd "$work/dump"; tar -cf - .')
+            'send_finished; cd "$work/dump"; for name in *; do '
+            'case "$sent" in *" $name "*) ;; *) [ "$name" = toc.dat ] || '
+            'tar -cf - "$name";; esac; done; tar -cf - toc.dat')
         return f"sh -c {shlex.quote(script)}"
 
     def plan(self) -> list[str]:

@@ -274,10 +274,10 @@ def run_sql(url, statement, params=None):
 #   fail:    the first BURST bytes, then pg_dump's error and exit 1.
 # Asked for a directory-format dump (import's default route), it makes the
 # dump; the import's remote script sends each table's data file as pg_dump's
-# log reports it finished, and deletes it.  Once they are all gone (the
-# burst: everything but toc.dat), it touches the marker, then fails, or
-# holds the transfer open until the import is stopped (the script's EXIT
-# trap kills it and removes the directory).
+# log reports it finished, and notes it in the file "sent".  Once they are
+# all sent (the burst: everything but toc.dat), it touches the marker, then
+# fails, or holds the transfer open until the import is stopped (the
+# script's EXIT trap kills it and removes the directory).
 REMOTE_PG_DUMP = """#!{python}
 import os, subprocess, sys, time
 if sys.argv[1:] == ["--version"]:
@@ -293,7 +293,9 @@ def burst_sent():
 if "-Fd" in sys.argv:
     subprocess.run(["pg_dump", *sys.argv[1:]], check=True)
     directory = sys.argv[sys.argv.index("-f") + 1]
-    while [name for name in os.listdir(directory) if name[0].isdigit()]:
+    sent = os.path.join(os.path.dirname(directory), "sent")
+    data = {{name for name in os.listdir(directory) if name[0].isdigit()}}
+    while not data <= set(open(sent).read().split()):
         time.sleep(0.05)
     burst_sent()
     while os.path.isdir(directory):
