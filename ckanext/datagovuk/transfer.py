@@ -1031,9 +1031,10 @@ class _Import:
         # rest (toc.dat last) follows when pg_dump has succeeded.  Nothing
         # is deleted before then: pg_dump 10+ opens every file again at the
         # end to fsync it (--no-sync skips that, but older ones have no
-        # such option).  Meanwhile a zero block
-        # (which tar -x --ignore-zeros skips) goes out every 0.2 s, so that
-        # a closed connection ends the script at once.  The EXIT trap stops
+        # such option; --plan, which runs before the version is known,
+        # shows the command without it).  Meanwhile a zero block (which
+        # tar -x --ignore-zeros skips) goes out every 0.2 s, so that a
+        # closed connection ends the script at once.  The EXIT trap stops
         # pg_dump and removes the dump however the script ends (an error,
         # or tar losing its reader when the import is stopped); the signal
         # traps turn a signal into an exit so that it runs.  On failure,
