@@ -1035,7 +1035,9 @@ class _Import:
         # shows the command without it).  Meanwhile a zero block (which
         # tar -x --ignore-zeros skips) goes out every 0.2 s, so that a
         # closed connection ends the script at once.  The EXIT trap stops
-        # pg_dump and removes the dump however the script ends (an error,
+        # pg_dump, waits for the job that notes its status (which would
+        # otherwise write it into a directory being removed), and removes
+        # the dump however the script ends (an error,
         # or tar losing its reader when the import is stopped); the signal
         # traps turn a signal into an exit so that it runs.  On failure,
         # pg_dump's log goes to stderr without its progress lines.  No
@@ -1046,7 +1048,7 @@ class _Import:
             "set -e; umask 077; "
             f"work=$(mktemp -d {parent}/datagovuk-dump.XXXXXX); "
             'trap "kill \\$(cat \\"$work/pid\\" 2>/dev/null) 2>/dev/null '
-            '|| :; rm -rf \\"$work\\"" EXIT; '
+            '|| :; wait || :; rm -rf \\"$work\\"" EXIT; '
             'trap "exit 129" HUP; trap "exit 130" INT; trap "exit 143" TERM; '
             ': > "$work/log"; : > "$work/sent"; sent=" "; '
             f"{{ {_double_quoted(self.options.remote_pg_dump)} -Fd "
