@@ -54,7 +54,6 @@ from psycopg2 import sql
 
 from ckanext.datagovuk import db, workdir
 from ckanext.datagovuk.errors import OperatorError
-from ckanext.datagovuk.workdir import WorkDir
 
 DEFAULT_REMOTE_DB = "ckan"
 DEFAULT_REMOTE_PG_DUMP = "pg_dump"
@@ -677,7 +676,7 @@ class _Import:
         self.staging_created = False
         self.lock_connection = None
         self.children: list[_Child] = []
-        self.work: WorkDir | None = None
+        self.work: workdir.WorkDir | None = None
         self.phases: list[tuple[str, float]] = []
         self.bytes_transferred = 0
         self.dump_format = ""
@@ -1493,7 +1492,7 @@ class _Import:
         # In $TMPDIR: the table-of-contents peek and, for --jobs N without
         # --keep-dump, the spooled dump.
         if self.work is None:
-            self.work = WorkDir()
+            self.work = workdir.WorkDir()
         return self.work.path
 
     def remove_abandoned_work_dirs(self) -> None:

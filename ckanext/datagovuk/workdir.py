@@ -54,14 +54,14 @@ def remove_abandoned(parent: str | None = None) -> list[str]:
                     or not entry.is_dir(follow_symlinks=False) \
                     or entry.stat(follow_symlinks=False).st_uid != os.getuid():
                 continue
-            if _abandoned(entry.path):
+            if _remove_if_abandoned(entry.path):
                 removed.append(entry.path)
         except OSError:
             continue        # gone meanwhile, or not ours to look into
     return removed
 
 
-def _abandoned(path: str) -> bool:
+def _remove_if_abandoned(path: str) -> bool:
     """Remove ``path`` if nobody holds it; whether it was removed."""
     try:
         lock = os.open(os.path.join(path, LOCK_FILE),
