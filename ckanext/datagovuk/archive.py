@@ -170,7 +170,7 @@ def drop_foreign_keys_across(connection: Connection,
     dropped = []
     for name, source, target in rows:
         connection.exec_driver_sql(
-            f"ALTER TABLE public.{db.quote_identifier(source)} "
+            f"ALTER TABLE {_qualified('public', source)} "
             f"DROP CONSTRAINT {db.quote_identifier(name)}")
         dropped.append(f"{source}.{name} -> {target}")
     return dropped
@@ -189,7 +189,7 @@ def move_tables(connection: Connection, tables: list[str], reasons: dict,
                                                             tables)
     for table in tables:
         connection.exec_driver_sql(
-            f"ALTER TABLE public.{db.quote_identifier(table)} "
+            f"ALTER TABLE {_qualified('public', table)} "
             f"SET SCHEMA {db.quote_identifier(LEGACY_SCHEMA)}")
         result.tables.append(ArchivedTable(
             table, _row_count(connection, LEGACY_SCHEMA, table), "moved",
