@@ -742,12 +742,14 @@ class _Import:
             else None
         self.create_staging()
         self.load(remote_dump)
+        self.hold_staging_claim()
         with self.phase("verify"):
             counts, size, pretty = self.verify()
         if self.options.before_swap:
             self.options.before_swap(
                 self.staging_url.render_as_string(hide_password=False))
             counts, size, pretty = self.verify()
+        self.hold_staging_claim()
         # Not interruptible: the operator is told exactly what happened.
         with self.phase("swap"), _signals_ignored():
             backup = self.swap(state)
@@ -929,6 +931,36 @@ class _Import:
                 finally:
                     cur.execute("SELECT pg_advisory_unlock(hashtext(%s))",
                                 (name,))
+
+    def hold_staging_claim(self) -> None:
+        """Take the staging database's lock again when the session holding
+        it is gone (the server restarted while nothing else of ours was
+        connected, as during the transfer), so that an import into the same
+        target does not drop it as left by a killed one; refuse to go on
+        when another import already holds it."""
+        if self.lock_connection is None:
+            return
+        try:
+            with self.lock_connection.cursor() as cur:
+                cur.execute("SELECT 1")
+            return
+        except psycopg2.Error:
+            with contextlib.suppress(psycopg2.Error):
+                self.lock_connection.close()
+        self.lock_connection = _connect(self.maintenance,
+                                        "the database server")
+        self.lock_connection.autocommit = True
+        with self.lock_connection.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                        (self.staging,))
+            taken = cur.fetchone()[0]
+        if not taken or not database_exists(self.maintenance, self.staging):
+            raise OperatorError(
+                f"the session holding the staging database {self.staging} "
+                "was lost (did the server restart?) and another import into "
+                f"{self.target} has taken it over; nothing was imported")
+        self.echo(f"the session holding the staging database {self.staging} "
+                  "was lost (did the server restart?): it is held again")
 
     def release_staging(self) -> None:
         if self.lock_connection is not None:
@@ -1188,6 +1220,9 @@ class _Import:
                 raise OperatorError(f"the dump is truncated or corrupt: "
                                     f"it has no {TOC_FILE}")
         self.keep_dump_complete = True
+        # The transfer is the long stretch with no session of ours but the
+        # lock's.
+        self.hold_staging_claim()
         with self.phase("restore"):
             self.restore_file(path)
 
@@ -1229,6 +1264,7 @@ class _Import:
         elif self.options.jobs > 1:
             with self.phase("transfer"):
                 path = self.spool(stream, reader, head)
+            self.hold_staging_claim()
             with self.phase("restore"):
                 self.restore_file(path)
         else:

@@ -541,6 +541,63 @@ def test_a_connected_site_blocks_the_swap(old_site_dump, existing_target,
         site.close()
 
 
+def _end_the_staging_lock_session(admin_url: str, staging: str) -> int:
+    """End the session holding ``staging``'s advisory lock, as a server
+    restart would; how many sessions were ended."""
+    rows = run_sql(admin_url, """
+        SELECT pg_terminate_backend(pid) FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 1
+          AND (classid::bigint << 32 | objid::bigint) = hashtext(%s)""",
+                   (staging,))
+    return len(rows)
+
+
+def test_a_lost_staging_lock_is_taken_again_before_the_swap(
+        old_site_dump, source, missing_url, pg_admin_url):
+    said, ended = [], []
+
+    def lose_the_lock(staging_url):
+        ended.append(_end_the_staging_lock_session(
+            pg_admin_url, database_name(staging_url)))
+
+    result = transfer.import_database(
+        old_site_dump, missing_url,
+        transfer.ImportOptions(before_swap=lose_the_lock), echo=said.append)
+    assert ended == [1]
+    assert any("was lost (did the server restart?): it is held again" in line
+               for line in said), said
+    assert result.row_counts["package"] == source[2]["package"][0]
+    assert_imported(missing_url, source)
+    assert leftovers(pg_admin_url, database_name(missing_url)) == []
+
+
+def test_a_staging_lock_another_import_took_stops_the_import(
+        old_site_dump, existing_target, pg_admin_url):
+    before = fingerprint(existing_target)
+    rival = db.connect(pg_admin_url)
+    rival.autocommit = True
+
+    def lose_the_lock_to_a_rival(staging_url):
+        staging = database_name(staging_url)
+        assert _end_the_staging_lock_session(pg_admin_url, staging) == 1
+        with rival.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (staging,))
+
+    try:
+        with pytest.raises(OperatorError) as refused:
+            transfer.import_database(
+                old_site_dump, existing_target,
+                transfer.ImportOptions(replace=True,
+                                       before_swap=lose_the_lock_to_a_rival))
+    finally:
+        rival.close()
+    message = str(refused.value)
+    assert "another import into" in message and "taken it over" in message
+    assert "\n" not in message
+    assert fingerprint(existing_target) == before
+    assert leftovers(pg_admin_url, database_name(existing_target)) == []
+
+
 @pytest.mark.parametrize("how", ["connection cut", "SIGTERM"])
 def test_interrupted_mid_stream(how, ssh_server, source, existing_target,
                                 pg_admin_url, tmp_path):
