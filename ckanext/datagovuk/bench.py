@@ -840,8 +840,9 @@ class Bench:
 
     def select_floor(self, old: str, variants: list[str]) -> str:
         """The selection pass: copy once with each variant; the fastest is
-        the floor's method, which ``measure_rounds`` then times as it times
-        the import.  Each copy stays in the results."""
+        the floor's method, which ``measure_floor_round`` then times in
+        each round, right before the import.  Each copy stays in the
+        results."""
         routes = self.floor_routes(old)
         for variant in variants:
             description, script = routes[variant]

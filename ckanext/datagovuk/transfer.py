@@ -958,7 +958,8 @@ class _Import:
             raise OperatorError(
                 f"the session holding the staging database {self.staging} "
                 "was lost (did the server restart?) and another import into "
-                f"{self.target} has taken it over; nothing was imported")
+                f"{self.target} has taken it over or dropped it; nothing was "
+                "imported")
         self.echo(f"the session holding the staging database {self.staging} "
                   "was lost (did the server restart?): it is held again")
 
