@@ -848,19 +848,16 @@ class Bench:
             description, script = routes[variant]
             self.copy(f"floor.{variant}", description, script)
             self.floor_variants.append(f"floor.{variant}")
-        self._best("floor_single_copy", "the fastest single copy of the "
-                   "selection pass (each variant copied once)",
-                   self.floor_variants)
+        fastest = self._best("floor_single_copy", "the fastest single copy "
+                             "of the selection pass (each variant copied "
+                             "once)", self.floor_variants)
         self._best("floor_ssh.loopback", "the fastest plain copy over ssh, "
                    "loopback (selection pass)",
                    [name for name in self.floor_variants
                     if name.startswith("floor.ssh")])
-        measured = [self.steps[name] for name in self.floor_variants
-                    if self.steps[name].ok]
-        if not measured:
+        if not fastest.ok:
             return variants[0]
-        fastest = min(measured, key=lambda step: step.seconds)
-        return fastest.name.split(".", 1)[1]
+        return fastest.details["best"].split(".", 1)[1]
 
     def measure_floor_round(self, old: str, variant: str, suffix: str = ""
                             ) -> Step:

@@ -742,7 +742,6 @@ class _Import:
             else None
         self.create_staging()
         self.load(remote_dump)
-        self.hold_staging_claim()
         with self.phase("verify"):
             counts, size, pretty = self.verify()
         if self.options.before_swap:
@@ -1069,9 +1068,9 @@ class _Import:
         # closed connection ends the script at once.  The EXIT trap stops
         # pg_dump, waits for the job that notes its status (which would
         # otherwise write it into a directory being removed), and removes
-        # the dump however the script ends (an error,
-        # or tar losing its reader when the import is stopped); the signal
-        # traps turn a signal into an exit so that it runs.  On failure,
+        # the dump however the script ends (an error, or tar losing its
+        # reader when the import is stopped); the signal traps turn a
+        # signal into an exit so that it runs.  On failure,
         # pg_dump's log goes to stderr without its progress lines.  No
         # single quotes inside, so that --plan shows it quoted once.
         no_sync = ("--no-sync " if self.remote_version
