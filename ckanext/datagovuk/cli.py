@@ -130,29 +130,37 @@ _IMPORT_OPTIONS = [
                  help="Keep a local copy of the transferred dump at PATH "
                       "(removed again if the transfer breaks off): a new "
                       "directory for a directory-format dump (from "
-                      "[user@]host with --jobs 2 or more), else a file."),
+                      "[user@]host with --remote-format directory), else "
+                      "a file."),
     click.option("--jobs", type=click.IntRange(min=1), default=2,
                  show_default=True, metavar="N",
-                 help="Parallel jobs. From [user@]host, N>1 runs pg_dump -Fd "
-                      "-j N into a temporary directory on the remote "
-                      "host, sends each table's file as soon as it is "
-                      "dumped, unpacks them here "
-                      "(--keep-dump or $TMPDIR) and runs pg_restore -j N: "
-                      "the fastest route, needing the compressed dump's size "
-                      "in disk on both hosts; 1 streams pg_dump -Fc straight "
-                      "into pg_restore, with no disk on either host. A "
-                      "custom-format file is first copied here, then "
-                      "restored with -j N. Plain SQL dumps always load in "
-                      "one job."),
+                 help="Parallel jobs of pg_restore for the indexes and keys "
+                      "(and of the remote pg_dump with --remote-format "
+                      "directory). A custom-format dump is restored as it "
+                      "arrives, then its indexes and keys are built with -j "
+                      "N; 1 restores it all in one pg_restore. A local "
+                      "custom or directory dump is restored with -j N. "
+                      "Plain SQL dumps always load in one job."),
+    click.option("--remote-format", type=click.Choice(["custom", "directory"]),
+                 default="custom", show_default=True,
+                 help="[user@]host source: custom streams pg_dump -Fc here "
+                      "and restores it as it arrives, using no disk on "
+                      "either host; directory runs pg_dump -Fd -j N into a "
+                      "temporary directory there (the compressed dump's "
+                      "size in disk on both hosts), sends each table as soon "
+                      "as it is dumped, and restores once all has arrived: "
+                      "a parallel dump for a fast network and a remote host "
+                      "with spare cores."),
     click.option("--compress", type=click.IntRange(0, 9), default=1,
                  show_default=True, metavar="0-9",
                  help="zlib level of the remote pg_dump (-Z). 1 suits most "
                       "links; 0 can be faster between two hosts on a fast "
                       "LAN with spare CPU, 6 or more on a slow link."),
     click.option("--remote-tmpdir", metavar="DIR",
-                 help="Where the remote host writes the directory-format "
-                      "dump (default: its $TMPDIR, else /tmp); removed when "
-                      "the transfer ends, however it ends."),
+                 help="With --remote-format directory: where the remote "
+                      "host writes the dump (default: its $TMPDIR, else "
+                      "/tmp); removed when the transfer ends, however it "
+                      "ends."),
     click.option("--replace", is_flag=True,
                  help="Replace a target database that already has tables; the "
                       "old one is renamed to <db>__before_import_<UTC time>."),
@@ -170,8 +178,8 @@ _IMPORT_OPTIONS = [
 
 def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                         ssh_config, ssh_options, remote_pg_dump, keep_dump,
-                        jobs, compress, remote_tmpdir, replace, drop_old,
-                        admin_url_env):
+                        jobs, remote_format, compress, remote_tmpdir,
+                        replace, drop_old, admin_url_env):
     import os
 
     from ckanext.datagovuk import transfer
@@ -185,7 +193,7 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
     return transfer.ImportOptions(
         remote_db=remote_db, remote_pg_dump=remote_pg_dump,
         keep_dump=keep_dump, jobs=jobs, compression=compress,
-        remote_tmpdir=remote_tmpdir,
+        remote_format=remote_format, remote_tmpdir=remote_tmpdir,
         replace=replace, drop_old=drop_old,
         admin_url=admin_url,
         ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
@@ -329,17 +337,18 @@ def _migrate_from(ctx, source, options, plan, import_args):
                    "tar, pg_restore, the swap) and change nothing.")
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
-            ssh_options, remote_pg_dump, keep_dump, jobs, compress,
-            remote_tmpdir, replace, drop_old, admin_url_env, plan):
+            ssh_options, remote_pg_dump, keep_dump, jobs, remote_format,
+            compress, remote_tmpdir, replace, drop_old, admin_url_env, plan):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
     SOURCE is one of:
 
     \b
-      [user@]host        pg_dump runs there over ssh (-O -x): a directory
-                        dump (-Fd -j N) sent here table by table, or
-                        with --jobs 1 a custom dump streamed straight in
+      [user@]host        pg_dump runs there over ssh (-O -x): a custom
+                        dump restored as it arrives, or with
+                        --remote-format directory a directory dump
+                        (-Fd -j N) sent here table by table
       [user@]host:PATH   a dump file on the remote host
       FILE               a local custom-format (pg_dump -Fc) or plain SQL
                         dump, or a directory-format dump's directory
@@ -362,8 +371,8 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
 
     options = _import_options_from(
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
-        remote_pg_dump, keep_dump, jobs, compress, remote_tmpdir, replace,
-        drop_old, admin_url_env)
+        remote_pg_dump, keep_dump, jobs, remote_format, compress,
+        remote_tmpdir, replace, drop_old, admin_url_env)
     if plan:
         click.echo("import would, changing nothing now:")
         for line in transfer.plan(source, _configured_url(ctx), options):

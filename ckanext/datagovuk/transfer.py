@@ -3,17 +3,22 @@ all or nothing.
 
 Sources (``parse_source``):
 
-* ``[user@]host``: ``pg_dump`` runs on the remote host over ssh.  By default
-  (``jobs`` > 1) it writes a directory-format dump with ``-j N -Z1`` (the
-  level is ``compression``) into a temporary directory there; each table's
-  data file is sent back as soon as pg_dump has finished it (a tar archive
-  each, then the rest with ``toc.dat``), unpacked here and, once all has
-  arrived, loaded with ``pg_restore -j N``:
-  the fastest of the routes over ssh the benchmark tried (docs/benchmark.rst),
-  at the cost of the compressed dump's size in disk on both hosts for the
-  duration.  With ``jobs`` = 1, ``pg_dump -Fc -Z1`` is streamed straight
-  into one ``pg_restore`` instead: no disk on either host, slower;
-* ``[user@]host:PATH``: a dump file on the remote host, streamed with ``cat``;
+* ``[user@]host``: ``pg_dump -Fc -Z1`` runs on the remote host over ssh (the
+  level is ``compression``) and its output is restored as it arrives: the
+  tables and their data by one ``pg_restore`` reading the stream, then, with
+  ``jobs`` > 1, the indexes, keys and constraints by ``pg_restore -j N`` from
+  the dump's head (a custom dump starts with its table of contents), so
+  nothing of the dump is stored on either host.  With ``jobs`` = 1 one
+  ``pg_restore`` does it all.  With ``remote_format`` "directory" it writes
+  a directory-format dump with ``-j N`` into a temporary directory there
+  instead; each table's data file is sent back as soon as pg_dump has
+  finished it (a tar archive each, then the rest with ``toc.dat``), unpacked
+  here and, once all has arrived, loaded with ``pg_restore -j N``: a
+  parallel dump, at the cost of the compressed dump's size in disk on both
+  hosts and of restoring nothing until the whole dump is here
+  (docs/benchmark.rst compares the two);
+* ``[user@]host:PATH``: a dump file on the remote host, streamed with ``cat``
+  and restored as it arrives, as above;
 * a local file: a custom-format dump (``pg_restore``) or a plain SQL dump
   made by ``pg_dump`` (``psql``, stopping at the first error, in one
   transaction).  The format is told by the content (custom dumps start with
@@ -58,9 +63,8 @@ from ckanext.datagovuk.errors import OperatorError
 DEFAULT_REMOTE_DB = "ckan"
 DEFAULT_REMOTE_PG_DUMP = "pg_dump"
 DEFAULT_ADMIN_URL_ENV = "DATAGOVUK_PG_ADMIN_URL"
-# Two jobs: the directory-format route.  At 50,000 datasets it took 50 s
-# where the one-job stream took 67 s, whose restore builds one index at a
-# time (docs/benchmark.rst).
+# Two jobs: with one, pg_restore builds one index at a time
+# (docs/benchmark.rst).
 DEFAULT_JOBS = 2
 # zlib level 1 in the remote pg_dump (in each of its jobs for a directory
 # dump): measured faster than -Z0 even on loopback (4x less data through
@@ -68,6 +72,13 @@ DEFAULT_JOBS = 2
 # and what a real network needs.
 DEFAULT_COMPRESSION = 1
 TOC_FILE = "toc.dat"
+# How pg_dump dumps on the remote host: "custom" is one stream restored as it
+# arrives (indexes and keys with pg_restore -j N once the data is in);
+# "directory" is pg_dump -Fd -j N into a temporary directory there, restored
+# with -j N once all has arrived.  Over a network the stream overlaps the
+# transfer with the restore and wins; README.rst has the measurements.
+REMOTE_FORMATS = ("custom", "directory")
+DEFAULT_REMOTE_FORMAT = "custom"
 # pg_dump -j came with 9.3; an older remote pg_dump sends a custom-format
 # dump instead, copied here before pg_restore -j.
 PARALLEL_PG_DUMP = (9, 3)
@@ -235,6 +246,7 @@ class ImportOptions:
     keep_dump: str | None = None
     jobs: int = DEFAULT_JOBS
     compression: int = DEFAULT_COMPRESSION     # the remote pg_dump's -Z
+    remote_format: str = DEFAULT_REMOTE_FORMAT  # one of REMOTE_FORMATS
     # Where the remote host writes the directory dump (its $TMPDIR or /tmp
     # when None); it is removed when the transfer ends, however it ends.
     remote_tmpdir: str | None = None
@@ -731,6 +743,7 @@ class _Import:
     @property
     def directory_route(self) -> bool:
         return (self.source.kind == Source.REMOTE_DATABASE
+                and self.options.remote_format == "directory"
                 and self.options.jobs > 1
                 and (self.remote_version is None
                      or self.remote_version >= PARALLEL_PG_DUMP))
@@ -782,11 +795,20 @@ class _Import:
             raise OperatorError(
                 "--compress sets the remote pg_dump's compression, which "
                 "only an import from [user@]host runs")
+        if options.remote_format not in REMOTE_FORMATS:
+            raise OperatorError(f"--remote-format must be one of "
+                                f"{', '.join(REMOTE_FORMATS)}")
+        if options.remote_format != DEFAULT_REMOTE_FORMAT \
+                and self.source.kind != Source.REMOTE_DATABASE:
+            raise OperatorError(
+                "--remote-format sets how the remote pg_dump dumps, which "
+                "only an import from [user@]host runs")
         if options.remote_tmpdir is not None and not self.directory_route:
             raise OperatorError(
                 "--remote-tmpdir is where the remote host writes a "
                 "directory-format dump, which only an import from "
-                "[user@]host with --jobs 2 or more makes")
+                "[user@]host with --remote-format directory and --jobs 2 "
+                "or more makes")
         if re.search(r"password\s*=|://[^/@]*:[^/@]*@", options.remote_db,
                      re.IGNORECASE):
             raise OperatorError(
@@ -834,8 +856,8 @@ class _Import:
         if directory and os.path.lexists(path):
             raise OperatorError(
                 f"--keep-dump {path} already exists: the directory-format "
-                "dump is kept in a new directory (or give --jobs 1 to keep "
-                "a custom-format file)")
+                "dump is kept in a new directory (without --remote-format "
+                "directory a custom-format file is kept)")
         if os.path.isdir(path):
             raise OperatorError(f"--keep-dump {path} is a directory")
 
@@ -872,11 +894,11 @@ class _Import:
         self.echo(f"versions: remote pg_dump {version_text(remote_version)}, "
                   f"local pg_restore {version_text(local_version)}")
         self.remote_version = remote_version
-        if self.options.jobs > 1 and not self.directory_route:
+        if self.options.remote_format == "directory" \
+                and self.options.jobs > 1 and not self.directory_route:
             self.echo(f"the remote pg_dump {version_text(remote_version)} "
-                      "cannot dump in parallel (9.3 and later can): its "
-                      "custom-format dump is copied here, then restored "
-                      f"with pg_restore -j {self.options.jobs}")
+                      "cannot dump in parallel (9.3 and later can): it "
+                      "sends a custom-format dump instead")
         if local_version < remote_version:
             raise OperatorError(
                 f"the remote pg_dump is version {version_text(remote_version)}"
@@ -1127,13 +1149,16 @@ class _Import:
                       f"{env} {restore} {spool}"]
         elif self.source.is_remote:
             fetch = quoted(self.ssh_command(self.remote_command()))
+            tee = (f" | tee {shlex.quote(self.options.keep_dump)}"
+                   if self.options.keep_dump else "")
             if self.options.jobs > 1:
-                spool = self.options.keep_dump or "$TMPDIR/<dump>"
-                lines += [f"{fetch} > {shlex.quote(spool)}",
-                          f"{env} {restore} {shlex.quote(spool)}"]
+                stream = quoted(self.restore_args(None)
+                                + ["--section=pre-data", "--section=data"])
+                lines += [f"{fetch}{tee} | {env} {stream}   "
+                          "(or psql for a plain SQL dump)",
+                          f"{env} {restore} --section=post-data "
+                          "$TMPDIR/<the dump's head: its table of contents>"]
             else:
-                tee = (f" | tee {shlex.quote(self.options.keep_dump)}"
-                       if self.options.keep_dump else "")
                 lines.append(f"{fetch}{tee} | {env} {restore}   "
                              "(or psql for a plain SQL dump)")
         else:
@@ -1165,12 +1190,16 @@ class _Import:
         else:
             self.load_local_file(self.source.path)
 
+    def start_child(self, name: str, args: list[str], **kwargs) -> _Child:
+        """A child process that cleanup kills."""
+        child = _Child(name, args, **kwargs)
+        self.children.append(child)
+        return child
+
     def start_remote_command(self) -> _Child:
         """ssh running ``remote_command()``, its output on a pipe."""
-        reader = _Child("ssh", self.ssh_command(self.remote_command()),
-                        stdout=subprocess.PIPE)
-        self.children.append(reader)
-        return reader
+        return self.start_child("ssh", self.ssh_command(self.remote_command()),
+                                stdout=subprocess.PIPE)
 
     def directory_spool(self) -> str:
         """A new directory for the received dump: the --keep-dump one, else
@@ -1199,10 +1228,9 @@ class _Import:
             if not head:
                 self.fail_source(reader, nothing_received=True)
             # --ignore-zeros: one archive per data file, then the rest.
-            unpack = _Child("tar", ["tar", "-x", "--ignore-zeros", "-f", "-",
-                                    "-C", path, "--no-same-owner"],
-                            stdin=subprocess.PIPE)
-            self.children.append(unpack)
+            unpack = self.start_child(
+                "tar", ["tar", "-x", "--ignore-zeros", "-f", "-", "-C", path,
+                        "--no-same-owner"], stdin=subprocess.PIPE)
             try:
                 self.pump(stream, reader, head,
                           [(unpack.process.stdin, "tar")], "received")
@@ -1252,22 +1280,27 @@ class _Import:
                 self.stream_plain(handle, None, "read")
 
     def load_stream(self, stream, reader: _Child) -> None:
-        """A remote dump: find its format, then stream it straight into
-        the load (one job) or spool it to a file for ``pg_restore -j``."""
+        """A remote dump: find its format, then stream it into the load as
+        it arrives."""
         head = self.read_head(stream, reader, 65536)
         self.dump_format = self.format_of_stream(head, reader)
-        self.echo(f"source: {self.source.describe(self.options.remote_db)} "
-                  f"({self.dump_format} format)")
         if self.dump_format == "plain":
+            self.echo(f"source: {self.source.describe(self.options.remote_db)}"
+                      " (plain format)")
             with self.phase("transfer+load"):
                 self.stream_plain(stream, reader, "received", head)
         elif self.options.jobs > 1:
-            with self.phase("transfer"):
-                path = self.spool(stream, reader, head)
-            self.hold_staging_claim()
-            with self.phase("restore"):
-                self.restore_file(path)
+            self.echo(f"source: {self.source.describe(self.options.remote_db)}"
+                      " (custom format, restored as it arrives; indexes and "
+                      f"keys then built with pg_restore -j {self.options.jobs})")
+            with self.phase("transfer+restore"):
+                toc = self.stream_custom(stream, reader, head,
+                                         sections=("pre-data", "data"))
+            with self.phase("indexes and keys"):
+                self.restore_post_data(toc)
         else:
+            self.echo(f"source: {self.source.describe(self.options.remote_db)}"
+                      " (custom format)")
             with self.phase("transfer+restore"):
                 self.stream_custom(stream, reader, head)
 
@@ -1374,14 +1407,17 @@ class _Import:
         except OSError as error:
             raise OperatorError(f"cannot write {name}: {error.strerror}")
 
-    def stream_custom(self, stream, reader: _Child, head: bytes) -> None:
-        """Stream a custom dump into one ``pg_restore``, after reading its
-        table of contents (held back in memory) for the extensions."""
-        head, list_file = self.peek_toc(stream, reader, head)
+    def stream_custom(self, stream, reader: _Child, head: bytes,
+                      sections: tuple[str, ...] = ()) -> "_Toc":
+        """Stream a custom dump into one ``pg_restore`` (only ``sections``
+        of it, if given), after reading its table of contents (held back in
+        memory) for the extensions."""
+        head, toc = self.peek_toc(stream, reader, head)
         keep = self.open_keep_dump()
-        restore = _Child("pg_restore", self.restore_args(list_file),
-                         env=self.restore_env(), stdin=subprocess.PIPE)
-        self.children.append(restore)
+        restore = self.start_child(
+            "pg_restore", self.restore_args(toc.list_file) + [
+                f"--section={section}" for section in sections],
+            env=self.restore_env(), stdin=subprocess.PIPE)
         try:
             self.pump(stream, reader, head,
                       [(restore.process.stdin, "pg_restore")], "received",
@@ -1397,6 +1433,17 @@ class _Import:
         self.fail_source(reader)
         self.keep_dump_complete = True
         self.finish_restore(restore)
+        return toc
+
+    def restore_post_data(self, toc: "_Toc") -> None:
+        """The indexes, keys and the rest of the post-data section, with
+        ``pg_restore -j N``.  They need only the table of contents, which a
+        custom dump has at its head: the whole dump is never stored here."""
+        restore = self.start_child(
+            "pg_restore", [*self.restore_args(toc.list_file, self.options.jobs),
+                           "--section=post-data", toc.head_file],
+            env=self.restore_env())
+        self.finish_restore(restore)
 
     def close_keep(self, keep) -> None:
         try:
@@ -1406,21 +1453,21 @@ class _Import:
                                 f"{error.strerror}")
 
     def peek_toc(self, stream, reader: _Child, head: bytes
-                 ) -> tuple[bytes, str]:
+                 ) -> tuple[bytes, "_Toc"]:
         """Read just enough of a streamed custom dump for ``pg_restore -l``
-        to list its table of contents."""
+        to list its table of contents; that head stays in the work
+        directory for the post-data restore."""
         size = max(len(head), 256 << 10)
+        path = os.path.join(self.work_dir(), "head.dump")
         while True:
             head = self.read_head(stream, reader, size, head)
             complete = len(head) < size
-            path = os.path.join(self.work_dir(), "head.dump")
             with open(path, "wb") as handle:
                 handle.write(head)
             listing = subprocess.run([pg_program("pg_restore"), "-l", path],
                                      capture_output=True, text=True)
             if listing.returncode == 0:
-                os.unlink(path)
-                return head, self.write_toc_list(listing.stdout)
+                return head, _Toc(path, self.write_toc_list(listing.stdout))
             if complete or size >= TOC_PEEK_LIMIT \
                     or "end of file" not in listing.stderr:
                 self.fail_source(reader)
@@ -1446,28 +1493,6 @@ class _Import:
             handle.write("\n".join(kept) + "\n")
         return path
 
-    def spool(self, stream, reader: _Child, head: bytes) -> str:
-        """Write a streamed dump to a file (the --keep-dump one, else a
-        temporary one) for a parallel restore."""
-        if self.options.keep_dump:
-            path, handle = self.options.keep_dump, self.open_keep_dump()
-        else:
-            path = os.path.join(self.work_dir(), "transfer.dump")
-            handle = open(path, "wb")
-            self.echo(f"spooling to {path}")
-        try:
-            self.pump(stream, reader, head, [(handle, path)], "received")
-        finally:
-            if handle is not None:
-                try:
-                    handle.close()
-                except OSError as error:
-                    raise OperatorError(f"cannot write {path}: "
-                                        f"{error.strerror}")
-        self.fail_source(reader)
-        self.keep_dump_complete = True
-        return path
-
     def restore_file(self, path: str) -> None:
         listing = subprocess.run([pg_program("pg_restore"), "-l", path],
                                  capture_output=True, text=True)
@@ -1475,10 +1500,9 @@ class _Import:
             raise OperatorError(f"the dump is truncated or corrupt: "
                                 f"{meaningful_line(listing.stderr)}")
         list_file = self.write_toc_list(listing.stdout)
-        restore = _Child("pg_restore",
-                         [*self.restore_args(list_file, self.options.jobs),
-                          path], env=self.restore_env())
-        self.children.append(restore)
+        restore = self.start_child(
+            "pg_restore", [*self.restore_args(list_file, self.options.jobs),
+                           path], env=self.restore_env())
         self.finish_restore(restore)
 
     def finish_restore(self, restore: _Child) -> None:
@@ -1497,9 +1521,8 @@ class _Import:
                      head: bytes = b"") -> None:
         keep = self.open_keep_dump() if reader is not None else None
         plain_filter = PlainDumpFilter(self.ensure_extension)
-        psql = _Child("psql", self.psql_args(), env=self.restore_env(),
-                      stdin=subprocess.PIPE)
-        self.children.append(psql)
+        psql = self.start_child("psql", self.psql_args(),
+                                env=self.restore_env(), stdin=subprocess.PIPE)
         try:
             self.pump(stream, reader, head, [(psql.process.stdin, "psql")],
                       verb, transform=plain_filter, raw_sinks=[keep])
@@ -1525,8 +1548,8 @@ class _Import:
                       f"{self.target_url.username})")
 
     def work_dir(self) -> str:
-        # In $TMPDIR: the table-of-contents peek and, for --jobs N without
-        # --keep-dump, the spooled dump.
+        # In $TMPDIR: a custom dump's head (its table of contents) and,
+        # for the directory route without --keep-dump, the received dump.
         if self.work is None:
             self.work = workdir.WorkDir()
         return self.work.path
@@ -1620,6 +1643,14 @@ class _Import:
             self.kept_dump = None
         if self.work is not None:
             self.work.remove()
+
+
+@dataclass
+class _Toc:
+    """A custom dump's head (its table of contents, maybe some data) and
+    the list of its entries to restore, both files in the work directory."""
+    head_file: str
+    list_file: str
 
 
 class _SinkClosed(Exception):

@@ -272,7 +272,7 @@ def run_sql(url, statement, params=None):
 # touches a marker file, so a test can act mid-stream deterministically:
 #   trickle: the first BURST bytes, then 1 KiB every 0.2 s, until cut;
 #   fail:    the first BURST bytes, then pg_dump's error and exit 1.
-# Asked for a directory-format dump (import's default route), it makes the
+# Asked for a directory-format dump (--remote-format directory), it makes the
 # dump; the import's remote script sends each table's data file as pg_dump's
 # log reports it finished, and notes it in the file "sent".  Once they are
 # all sent (the burst: everything but toc.dat), it touches the marker, then

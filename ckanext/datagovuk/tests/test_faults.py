@@ -379,15 +379,24 @@ def assert_migrate_succeeds_once_released(admin_url: str, site: str) -> None:
 # --------------------------------------------------------------------------
 # transfer: the dump streamed over ssh into a staging database
 
+# Both routes from [user@]host: the stream restored as it arrives (the
+# default) and the directory route.
+ROUTES = pytest.mark.parametrize(
+    "route", [[], ["--remote-format", "directory"]],
+    ids=["stream", "directory"])
+
+
+@ROUTES
 @fault(step="transfer", fault="ssh connection dropped mid-transfer",
        outcome="target unchanged, source unchanged, staging dropped, one-line "
                "error naming ssh; re-run succeeds")
-def test_ssh_connection_dropped_mid_transfer(ssh_server, source, target,
+def test_ssh_connection_dropped_mid_transfer(route, ssh_server, source, target,
                                              pg_admin_url, tmp_path):
     script, marker = remote_pg_dump(tmp_path, "trickle")
     before = dump_database(target)
     process = start("paster", import_args(ssh_server, source,
-                                          "--remote-pg-dump", script), target)
+                                          "--remote-pg-dump", script, *route),
+                    target)
     wait_mid_transfer(process, marker, pg_admin_url)
     assert ssh_server.kill_sessions()
     result = finish(process)
@@ -401,12 +410,13 @@ def test_ssh_connection_dropped_mid_transfer(ssh_server, source, target,
 @fault(step="transfer", fault="remote pg_dump fails after partial output",
        outcome="target unchanged, source unchanged, staging dropped, one-line "
                "error with pg_dump's own message; re-run succeeds")
-def test_remote_pg_dump_fails_part_way(ssh_server, source, target,
+@ROUTES
+def test_remote_pg_dump_fails_part_way(route, ssh_server, source, target,
                                        pg_admin_url, tmp_path):
     script, marker = remote_pg_dump(tmp_path, "fail")
     before = dump_database(target)
     result = paster_datagovuk(import_args(ssh_server, source,
-                                          "--remote-pg-dump", script),
+                                          "--remote-pg-dump", script, *route),
                               db_url=target)
     assert os.path.exists(marker), "the failing pg_dump never sent its burst"
     message = assert_failed_cleanly(result, target, before, pg_admin_url,
@@ -457,17 +467,18 @@ def test_interrupt_mid_transfer(signum, ssh_server, source, target,
     assert_import_succeeds(ssh_server, source, target, pg_admin_url)
 
 
-# The directory route (the default) does not use the local server while
-# the dump transfers; the stream route has pg_restore loading all along.
+# The stream (the default) has pg_restore loading all along; the directory
+# route does not use the local server while the dump transfers (its lost
+# staging lock is test_transfer's).
 @fault(step="transfer", fault="PostgreSQL restarted mid-transfer (down 2 s; "
-                              "--jobs 1, pg_restore loading)",
+                              "pg_restore loading the stream)",
        outcome="target unchanged, source unchanged, staging dropped, one-line "
                "error; the server is back; re-run succeeds")
 def test_postgres_restart_mid_transfer(ssh_server, source, target, cluster,
                                        pg_admin_url, tmp_path):
     script, marker = remote_pg_dump(tmp_path, "trickle")
     before = dump_database(target)
-    process = start("paster", import_args(ssh_server, source, "--jobs", "1",
+    process = start("paster", import_args(ssh_server, source,
                                           "--remote-pg-dump", script), target)
     wait_mid_transfer(process, marker, pg_admin_url)
     restart_postgres(cluster)

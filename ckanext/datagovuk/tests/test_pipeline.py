@@ -69,8 +69,10 @@ def test_plan_shows_the_commands_and_changes_nothing(ini, ssh_server, source,
     result = paster_migrate_from(ini, ssh_server, source, target, "--plan")
     assert result.returncode == 0, result.stderr
     assert "ssh " in result.stdout
-    assert "-Fd -j 2 -Z1 -O -x" in result.stdout and "tar -x" in result.stdout
-    assert "pg_restore --no-owner" in result.stdout and "-j 2" in result.stdout
+    assert "pg_dump -Fc -Z1 -O -x" in result.stdout
+    assert "--section=pre-data --section=data" in result.stdout
+    assert "pg_restore --no-owner" in result.stdout
+    assert "-j 2 --section=post-data" in result.stdout
     assert f"3. promote {CONFIGURED_SYSADMIN}" in result.stdout
     assert "pass" not in result.stdout.replace("PGPASSWORD=***", "")
     assert run_sql(target, "SELECT count(*) FROM pg_tables "

@@ -186,7 +186,22 @@ def test_streamed_import_with_ckan_into_an_empty_database_equals_the_source(
     assert leftovers(pg_admin_url, database_name(target)) == []
 
 
-def test_directory_import_by_default_leaves_nothing_on_the_remote_host(
+def test_restored_as_it_arrives_by_default_with_parallel_indexes(
+        ssh_server, source, make_database, pg_admin_url):
+    target = make_database()
+    result = paster_datagovuk(["import", ssh_server.destination,
+                               *remote_db_args(source), *ssh_args(ssh_server)],
+                              db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source)
+    assert ("(custom format, restored as it arrives; indexes and keys then "
+            "built with pg_restore -j 2)") in result.stdout
+    assert "transfer+restore: done" in result.stdout
+    assert "indexes and keys: done" in result.stdout
+    assert leftovers(pg_admin_url, database_name(target)) == []
+
+
+def test_directory_import_leaves_nothing_on_the_remote_host(
         ssh_server, source, make_database, tmp_path, pg_admin_url):
     target = make_database()
     remote_tmp = tmp_path / "remote-tmp"
@@ -194,6 +209,7 @@ def test_directory_import_by_default_leaves_nothing_on_the_remote_host(
     kept = tmp_path / "kept"
     result = paster_datagovuk(["import", ssh_server.destination,
                                *remote_db_args(source), *ssh_args(ssh_server),
+                               "--remote-format", "directory",
                                "--remote-tmpdir", str(remote_tmp),
                                "--keep-dump", str(kept)], db_url=target)
     assert result.returncode == 0, result.stderr
@@ -230,6 +246,7 @@ def test_each_table_arrives_while_the_remote_pg_dump_still_runs(
     process = start_paster_import(
         [ssh_server.destination, *remote_db_args(source),
          *ssh_args(ssh_server), "--remote-pg-dump", script,
+         "--remote-format", "directory",
          "--remote-tmpdir", str(remote_tmp), "--keep-dump", str(kept),
          "--replace"], existing_target)
     try:
@@ -260,7 +277,7 @@ def test_each_table_arrives_while_the_remote_pg_dump_still_runs(
         time.sleep(0.1)
 
 
-def test_a_remote_pg_dump_older_than_9_3_is_copied_then_restored_in_parallel(
+def test_a_remote_pg_dump_older_than_9_3_sends_a_custom_dump_instead(
         ssh_server, source, make_database, tmp_path):
     # Stands in for an old server's pg_dump: reports 9.2 (no -j there) and
     # then dumps with the real one, as the old server's would.
@@ -274,11 +291,13 @@ def test_a_remote_pg_dump_older_than_9_3_is_copied_then_restored_in_parallel(
     target = make_database()
     result = paster_datagovuk(["import", ssh_server.destination,
                                *remote_db_args(source), *ssh_args(ssh_server),
-                               "--remote-pg-dump", str(old_pg_dump)],
+                               "--remote-pg-dump", str(old_pg_dump),
+                               "--remote-format", "directory"],
                               db_url=target)
     assert result.returncode == 0, result.stderr
     assert "cannot dump in parallel" in result.stdout
-    assert "(custom format)" in result.stdout and "spooling to" in result.stdout
+    assert "(custom format, restored as it arrives" in result.stdout
+    assert "indexes and keys: done" in result.stdout
     assert_imported(target, source)
 
 
@@ -288,6 +307,7 @@ def test_directory_route_refuses_an_existing_keep_dump_path(
     existing.mkdir()
     result = paster_datagovuk(["import", ssh_server.destination,
                                *remote_db_args(source), *ssh_args(ssh_server),
+                               "--remote-format", "directory",
                                "--keep-dump", str(existing)],
                               db_url=make_database())
     assert "already exists" in one_line_error(result)
@@ -300,7 +320,7 @@ def test_remote_dump_file_with_paster_into_a_missing_database(
                                *ssh_args(ssh_server), "--jobs", "2"],
                               db_url=missing_url)
     assert result.returncode == 0, result.stderr
-    assert "spooling to" in result.stdout
+    assert "(custom format, restored as it arrives" in result.stdout
     assert_imported(missing_url, source)
     assert leftovers(pg_admin_url, database_name(missing_url)) == []
 
@@ -447,7 +467,8 @@ FAILURES = {
         "No space left on device"),
     "remote tmpdir missing": (
         lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
-                                   *ssh_args(s), "--remote-tmpdir",
+                                   *ssh_args(s), "--remote-format",
+                                   "directory", "--remote-tmpdir",
                                    str(tmp / "nowhere")],
         "the remote dump failed on"),
 }
@@ -489,6 +510,38 @@ def test_a_dump_of_something_else_is_not_swapped_in(
     message = assert_failed_cleanly(result, existing_target, before,
                                     pg_admin_url)
     assert "not a CKAN database" in message and "resource" in message
+
+
+def test_an_index_that_fails_after_the_streamed_data_loses_nothing(
+        ssh_server, make_database, existing_target, pg_admin_url):
+    """The data streams in and commits table by table; the index built
+    after it fails (its function was replaced, after the index was made
+    on the source, by one that raises): the staging database goes, the
+    target stays."""
+    other = make_database()
+    run_sql(other, """
+        CREATE FUNCTION body_length(text) RETURNS int LANGUAGE sql
+            IMMUTABLE AS 'SELECT length($1)';
+        CREATE TABLE notes (body text);
+        INSERT INTO notes SELECT 'note ' || n FROM generate_series(1, 1000) n;
+        CREATE INDEX notes_body_length ON notes (body_length(body));
+        CREATE OR REPLACE FUNCTION body_length(text) RETURNS int
+            LANGUAGE plpgsql IMMUTABLE AS
+            $$BEGIN RAISE EXCEPTION 'no index on this server'; END$$;
+    """)
+    url = db.parse(other)
+    before = fingerprint(existing_target)
+    result = import_in_process(
+        [ssh_server.destination, *ssh_args(ssh_server), "--remote-db",
+         f"host=127.0.0.1 port={url.port} dbname={url.database} "
+         f"user={url.username}", "--replace"], existing_target)
+    message = assert_failed_cleanly(result, existing_target, before,
+                                    pg_admin_url)
+    assert "transfer+restore: done" in result.stdout
+    assert "indexes and keys: done" not in result.stdout
+    assert message.startswith("Error: pg_restore failed, nothing was "
+                              "imported: ")
+    assert "no index on this server" in message
 
 
 def test_a_dump_needing_an_extension_this_server_lacks_is_refused(
@@ -657,6 +710,8 @@ def test_refused_before_anything_runs(ssh_server, source, existing_target,
             compression=0, replace=True),
         "--remote-tmpdir is where the remote host": transfer.ImportOptions(
             remote_tmpdir="/srv", replace=True),
+        "--remote-format sets how the remote pg_dump": transfer.ImportOptions(
+            remote_format="directory", replace=True),
     }
     for expected, options in local_only.items():
         with pytest.raises(OperatorError, match=expected):
@@ -682,6 +737,7 @@ def test_plan_names_each_program_and_quotes_operator_values(ssh_server,
     options = transfer.ImportOptions(
         remote_db="dbname=ckan user=co", compression=0,
         remote_pg_dump="/opt/pg $(touch x)/pg_dump", replace=True,
+        remote_format="directory",
         ssh=transfer.SshSettings(port=ssh_server.port))
     lines = transfer.plan(ssh_server.destination, existing_target, options)
     fetch = next(line for line in lines if "| tar -x" in line)
@@ -690,9 +746,17 @@ def test_plan_names_each_program_and_quotes_operator_values(ssh_server,
     assert any("pg_restore --no-owner" in line and "-j 2" in line
                for line in lines)
     streamed = transfer.plan(ssh_server.destination, existing_target,
-                             transfer.ImportOptions(jobs=1, replace=True))
+                             transfer.ImportOptions(replace=True))
     assert any("pg_dump -Fc -Z1 -O -x -w -d ckan" in line
-               and "| PGHOST=" in line for line in streamed)
+               and "| PGHOST=" in line
+               and "--section=pre-data --section=data" in line
+               for line in streamed)
+    assert any("-j 2 --section=post-data" in line for line in streamed)
+    one_job = transfer.plan(ssh_server.destination, existing_target,
+                            transfer.ImportOptions(jobs=1, replace=True))
+    assert any("pg_dump -Fc -Z1 -O -x -w -d ckan" in line
+               and "| PGHOST=" in line and "--section" not in line
+               for line in one_job)
 
 
 def test_without_createdb_the_admin_url_creates_and_renames(
