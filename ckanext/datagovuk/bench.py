@@ -66,6 +66,10 @@ DEFAULT_ROUNDS = 3
 LINK_BYTES_PER_SECOND = 12_500_000      # 100 Mbit/s, each direction
 SAMPLE_INTERVAL = 0.05
 PROXY_LIFETIME = 6 * 3600
+# How long a step waits, before its clock starts, for the autovacuum workers
+# that the step before set off (a restore or a migration leaves every table
+# to be analyzed) to finish.
+AUTOVACUUM_WAIT_LIMIT = 180.0
 VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -574,6 +578,16 @@ class Bench:
         finally:
             conn.close()
 
+    def wait_for_autovacuum(self, limit: float = AUTOVACUUM_WAIT_LIMIT) -> float:
+        """Wait until no autovacuum worker runs, ``limit`` seconds at most;
+        returns how long it waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit and self.admin_sql(
+                "SELECT 1 FROM pg_stat_activity "
+                "WHERE backend_type = 'autovacuum worker'"):
+            time.sleep(0.5)
+        return time.monotonic() - started
+
     def drop(self, database: str) -> None:
         self.admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
@@ -641,8 +655,11 @@ class Bench:
                 if isinstance(command, str) else command)
         full_env = dict(os.environ)
         full_env.update(env or {})
-        # Let the checkpointer finish before the clock starts, so one step
-        # does not pay for the writes of the one before.
+        # Let autovacuum and the checkpointer finish before the clock
+        # starts, so that one step does not pay for the work of the one
+        # before.
+        step.details["autovacuum_wait_seconds"] = round(
+            self.wait_for_autovacuum(), 1)
         self.admin_sql("CHECKPOINT")
         _say(f"{name}: {description}")
         with open(os.path.join(self.output, step.log), "w") as log:
@@ -992,12 +1009,22 @@ class Bench:
                 "--ssh-config", self.ssh_config]
         if self.args.import_jobs:
             args += ["--jobs", str(self.args.import_jobs)]
+        if self.args.import_remote_format:
+            args += ["--remote-format", self.args.import_remote_format]
         return args
+
+    def import_description(self, link: bool) -> str:
+        jobs = self.args.import_jobs or 2
+        route = ("directory format, pg_dump -Fd -j{0}, pg_restore -j{0} "
+                 "once all has arrived" if self.args.import_remote_format
+                 == "directory" else "custom format restored as it arrives, "
+                 "indexes and keys with pg_restore -j{0}").format(jobs)
+        return (f"datagovuk import (ssh, {route})"
+                + (", 100 Mbit/s link" if link else ", loopback"))
 
     def measure_import(self, old: str, target: str, name: str,
                        link: bool = False) -> Step:
-        description = "datagovuk import (ssh, directory format, -j2)" + (
-            ", 100 Mbit/s link" if link else ", loopback")
+        description = self.import_description(link)
         if "import" not in self.available_commands():
             return self.not_measured(name, description,
                                      "the `datagovuk import` command does not exist yet")
@@ -1453,6 +1480,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated floor variants to try (default: all)")
     parser.add_argument("--import-jobs", type=int, default=0,
                         help="pass --jobs N to import (default: its own default)")
+    parser.add_argument("--import-remote-format", choices=("custom", "directory"),
+                        help="pass --remote-format to import (default: its own "
+                             "default, custom)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                         help="how many times the loopback floor, import and "
                              "manual route are measured, back to back; each "

@@ -224,7 +224,9 @@ class _Steps:
         yield
         seconds = time.monotonic() - started
         self.report.timings.append((name, round(seconds, 3)))
-        self.progress(f"{name}: done in {seconds:.1f} s")
+        # Two decimals: the benchmark reads these, and a small site's data
+        # migration takes under a second.
+        self.progress(f"{name}: done in {seconds:.2f} s")
         self.current = None
 
 

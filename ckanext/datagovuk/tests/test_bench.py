@@ -199,6 +199,12 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
     assert "pg_restore" in memory["pg_client"]["programs"]
     assert "pg_dump" in memory["remote_pg_client"]["programs"]
     assert steps["migrate_data"]["details"]["reported_phases"]
+    # Each step started once autovacuum had finished (or the wait ran out).
+    waits = [step["details"]["autovacuum_wait_seconds"]
+             for step in steps.values()
+             if "autovacuum_wait_seconds" in step.get("details", {})]
+    assert len(waits) >= len(bench.EXPECTED_STEPS)
+    assert all(0 <= wait <= bench.AUTOVACUUM_WAIT_LIMIT + 1 for wait in waits)
 
     ratios = results["ratios"]
     assert set(ratios) == set(bench.RATIO_KEYS)
