@@ -55,7 +55,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ckanext.datagovuk import db
+from ckanext.datagovuk import db, transfer
 
 DEFAULT_DATASETS = 50000
 DEFAULT_COMPARE_DATASETS = 5000
@@ -1014,7 +1014,7 @@ class Bench:
         return args
 
     def import_description(self, link: bool) -> str:
-        jobs = self.args.import_jobs or 2
+        jobs = self.args.import_jobs or transfer.DEFAULT_JOBS
         route = ("directory format, pg_dump -Fd -j{0}, pg_restore -j{0} "
                  "once all has arrived" if self.args.import_remote_format
                  == "directory" else "custom format restored as it arrives, "
@@ -1480,9 +1480,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated floor variants to try (default: all)")
     parser.add_argument("--import-jobs", type=int, default=0,
                         help="pass --jobs N to import (default: its own default)")
-    parser.add_argument("--import-remote-format", choices=("custom", "directory"),
+    parser.add_argument("--import-remote-format", choices=transfer.REMOTE_FORMATS,
                         help="pass --remote-format to import (default: its own "
-                             "default, custom)")
+                             f"default, {transfer.DEFAULT_REMOTE_FORMAT})")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                         help="how many times the loopback floor, import and "
                              "manual route are measured, back to back; each "

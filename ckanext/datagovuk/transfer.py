@@ -79,8 +79,8 @@ TOC_FILE = "toc.dat"
 # transfer with the restore and wins; README.rst has the measurements.
 REMOTE_FORMATS = ("custom", "directory")
 DEFAULT_REMOTE_FORMAT = "custom"
-# pg_dump -j came with 9.3; an older remote pg_dump sends a custom-format
-# dump instead, copied here before pg_restore -j.
+# pg_dump -j came with 9.3; with --remote-format directory an older remote
+# pg_dump sends a custom-format dump instead, restored as it arrives.
 PARALLEL_PG_DUMP = (9, 3)
 # pg_dump --no-sync came with 10 (which began fsyncing its output).
 NO_SYNC_PG_DUMP = (10,)
@@ -1284,23 +1284,22 @@ class _Import:
         it arrives."""
         head = self.read_head(stream, reader, 65536)
         self.dump_format = self.format_of_stream(head, reader)
+        source = f"source: {self.source.describe(self.options.remote_db)}"
         if self.dump_format == "plain":
-            self.echo(f"source: {self.source.describe(self.options.remote_db)}"
-                      " (plain format)")
+            self.echo(f"{source} (plain format)")
             with self.phase("transfer+load"):
                 self.stream_plain(stream, reader, "received", head)
         elif self.options.jobs > 1:
-            self.echo(f"source: {self.source.describe(self.options.remote_db)}"
-                      " (custom format, restored as it arrives; indexes and "
-                      f"keys then built with pg_restore -j {self.options.jobs})")
+            self.echo(f"{source} (custom format, restored as it arrives; "
+                      "indexes and keys then built with pg_restore -j "
+                      f"{self.options.jobs})")
             with self.phase("transfer+restore"):
                 toc = self.stream_custom(stream, reader, head,
                                          sections=("pre-data", "data"))
             with self.phase("indexes and keys"):
                 self.restore_post_data(toc)
         else:
-            self.echo(f"source: {self.source.describe(self.options.remote_db)}"
-                      " (custom format)")
+            self.echo(f"{source} (custom format)")
             with self.phase("transfer+restore"):
                 self.stream_custom(stream, reader, head)
 
