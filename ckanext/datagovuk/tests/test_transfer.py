@@ -473,6 +473,9 @@ FAILURES = {
                                    *ssh_args(s), "--jobs", "1",
                                    "--keep-dump", "/dev/full"],
         "No space left on device"),
+    "remote format for a local file": (
+        lambda s, src, dump, tmp: [dump, "--remote-format", "directory"],
+        "--remote-format sets how the remote pg_dump dumps"),
     "remote tmpdir missing": (
         lambda s, src, dump, tmp: [s.destination, *remote_db_args(src),
                                    *ssh_args(s), "--remote-format",
@@ -731,7 +734,8 @@ def test_refused_before_anything_runs(ssh_server, source, existing_target,
 def test_out_of_range_jobs_or_compression_is_a_one_line_usage_error(
         old_site_dump, existing_target, pg_admin_url):
     before = fingerprint(existing_target)
-    for option, value in (("--jobs", "0"), ("--compress", "10")):
+    for option, value in (("--jobs", "0"), ("--compress", "10"),
+                          ("--remote-format", "tar")):
         result = import_in_process([old_site_dump, option, value, "--replace"],
                                    existing_target)
         assert result.returncode == 2
