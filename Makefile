@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := postgresql-15 postgresql-client-15 openssh-server openssh-client
+DEBIAN_PACKAGES := postgresql-15 postgresql-client-15 openssh-server openssh-client zstd
 PYTEST_ARGS ?=
 
 .PHONY: setup system-packages test demo bench clean
@@ -19,6 +19,7 @@ system-packages:
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v zstd >/dev/null || missing="$$missing zstd"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

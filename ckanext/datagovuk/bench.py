@@ -1017,7 +1017,8 @@ class Bench:
         jobs = self.args.import_jobs or transfer.DEFAULT_JOBS
         route = ("directory format, pg_dump -Fd -j{0}, pg_restore -j{0} "
                  "once all has arrived" if self.args.import_remote_format
-                 == "directory" else "custom format restored as it arrives, "
+                 == "directory" else "custom format, zstd -1 on the way "
+                 "when both hosts have zstd, restored as it arrives, "
                  "indexes and keys with pg_restore -j{0}").format(jobs)
         return (f"datagovuk import (ssh, {route})"
                 + (", 100 Mbit/s link" if link else ", loopback"))
@@ -1236,6 +1237,8 @@ EXPECTED_STEPS = (*FULL_ONLY_STEPS, "import.loopback", "migrate_data",
 
 _PHASE_DONE = re.compile(r"^\s*(?P<phase>[A-Za-z][\w +./()-]*?): done in "
                          r"(?P<seconds>\d+(?:\.\d+)?) ?s\b")
+# import's "source: ..." line says how the dump went compressed.
+_COMPRESSED_BY = re.compile(r"compressed by ([^,;)]+)")
 
 
 def parse_report(log_path: str) -> dict:
@@ -1247,11 +1250,17 @@ def parse_report(log_path: str) -> dict:
     except OSError:
         return {}
     phases: dict[str, float] = {}
+    report: dict = {}
     for line in lines:
         match = _PHASE_DONE.match(line)
         if match and match.group("phase") not in phases:
             phases[match.group("phase")] = float(match.group("seconds"))
-    return {"reported_phases": phases} if phases else {}
+        match = _COMPRESSED_BY.search(line)
+        if match and line.startswith("source: "):
+            report["compressed_by"] = match.group(1)
+    if phases:
+        report["reported_phases"] = phases
+    return report
 
 
 def _ratio(key, value, comparison, target, reason=None) -> dict:

@@ -151,11 +151,16 @@ _IMPORT_OPTIONS = [
                       "as it is dumped, and restores once all has arrived: "
                       "a parallel dump for a fast network and a remote host "
                       "with spare cores."),
-    click.option("--compress", type=click.IntRange(0, 9), default=1,
-                 show_default=True, metavar="0-9",
-                 help="zlib level of the remote pg_dump (-Z). 1 suits most "
-                      "links; 0 can be faster between two hosts on a fast "
-                      "LAN with spare CPU, 6 or more on a slow link."),
+    click.option("--compress", type=click.IntRange(0, 9), default=None,
+                 metavar="0-9",
+                 help="zlib level of the remote pg_dump (-Z). By default a "
+                      "custom dump goes compressed by zstd -1 when both "
+                      "hosts have zstd (less data and less CPU than "
+                      "pg_dump's zlib), else by pg_dump -Z1, as does a "
+                      "directory dump or one kept with --keep-dump. Giving "
+                      "a level uses pg_dump's zlib: 0 can be faster between "
+                      "two hosts on a fast LAN with spare CPU, 6 or more on "
+                      "a slow link."),
     click.option("--remote-tmpdir", metavar="DIR",
                  help="With --remote-format directory: where the remote "
                       "host writes the dump (default: its $TMPDIR, else "

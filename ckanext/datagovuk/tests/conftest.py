@@ -272,6 +272,9 @@ def run_sql(url, statement, params=None):
 # touches a marker file, so a test can act mid-stream deterministically:
 #   trickle: the first BURST bytes, then 1 KiB every 0.2 s, until cut;
 #   fail:    the first BURST bytes, then pg_dump's error and exit 1.
+# Uncompressed (-Z0: the import compresses it with zstd on the way) the
+# burst is 4 x BURST: zstd sends each 128 KB block only once the next has
+# begun, and the burst must reach the import past the table of contents.
 # Asked for a directory-format dump (--remote-format directory), it makes the
 # dump; the import's remote script sends each table's data file as pg_dump's
 # log reports it finished, and notes it in the file "sent".  Once they are
@@ -304,7 +307,7 @@ if "-Fd" in sys.argv:
 dump = subprocess.Popen(["pg_dump", *sys.argv[1:]], stdout=subprocess.PIPE)
 out = sys.stdout.buffer
 try:
-    out.write(dump.stdout.read({burst}))
+    out.write(dump.stdout.read({burst} * (4 if "-Z0" in sys.argv else 1)))
     out.flush()
     burst_sent()
     while True:

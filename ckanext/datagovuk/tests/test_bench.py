@@ -199,6 +199,9 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
     assert "pg_restore" in memory["pg_client"]["programs"]
     assert "pg_dump" in memory["remote_pg_client"]["programs"]
     assert steps["migrate_data"]["details"]["reported_phases"]
+    # This machine is both hosts, and has zstd.
+    assert steps["import.loopback"]["details"]["compressed_by"] \
+        == "zstd -1 on the way"
     # Each step started once autovacuum had finished (or the wait ran out).
     waits = [step["details"]["autovacuum_wait_seconds"]
              for step in steps.values()

@@ -379,11 +379,12 @@ def assert_migrate_succeeds_once_released(admin_url: str, site: str) -> None:
 # --------------------------------------------------------------------------
 # transfer: the dump streamed over ssh into a staging database
 
-# Both routes from [user@]host: the stream restored as it arrives (the
-# default) and the directory route.
+# The routes from [user@]host: the stream restored as it arrives (the
+# default, compressed by zstd on the way since both hosts have it), the same
+# stream compressed by pg_dump instead, and the directory route.
 ROUTES = pytest.mark.parametrize(
-    "route", [[], ["--remote-format", "directory"]],
-    ids=["stream", "directory"])
+    "route", [[], ["--compress", "1"], ["--remote-format", "directory"]],
+    ids=["stream", "stream-zlib", "directory"])
 
 
 @ROUTES

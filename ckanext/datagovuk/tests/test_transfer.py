@@ -6,6 +6,7 @@ Nothing is mocked.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -107,6 +108,14 @@ def remote_db_args(source) -> list[str]:
     return ["--remote-db", source[1]]
 
 
+def import_options(server, source) -> transfer.ImportOptions:
+    """What ``ssh_args`` and ``remote_db_args`` give, for an import run in
+    this process."""
+    return transfer.ImportOptions(remote_db=source[1], ssh=transfer.SshSettings(
+        port=server.port, identity_file=server.identity_file,
+        options=[f"UserKnownHostsFile={server.known_hosts_file}"]))
+
+
 def assert_imported(url, source):
     assert fingerprint(url) == source[2]
     owners = run_sql(url, "SELECT DISTINCT tableowner FROM pg_tables "
@@ -189,24 +198,84 @@ def test_streamed_import_with_ckan_into_an_empty_database_equals_the_source(
 def test_restored_as_it_arrives_by_default_with_parallel_indexes(
         ssh_server, source, make_database, tmp_path, pg_admin_url):
     target = make_database()
+    result = paster_datagovuk(["import", ssh_server.destination,
+                               *remote_db_args(source), *ssh_args(ssh_server)],
+                              db_url=target)
+    assert result.returncode == 0, result.stderr
+    assert_imported(target, source)
+    # Both hosts (this one) have zstd.
+    assert ("(custom format, compressed by zstd -1 on the way, restored as "
+            "it arrives; indexes and keys then built with pg_restore -j 2)"
+            ) in result.stdout
+    assert "received (decompressed): " in result.stdout
+    assert "transfer+restore: done" in result.stdout
+    assert "indexes and keys: done" in result.stdout
+    assert leftovers(pg_admin_url, database_name(target)) == []
+
+    # --keep-dump keeps what arrives: pg_dump compresses then.
+    kept_target = make_database()
     kept = tmp_path / "kept.dump"
     result = paster_datagovuk(["import", ssh_server.destination,
                                *remote_db_args(source), *ssh_args(ssh_server),
                                "--keep-dump", str(kept)],
-                              db_url=target)
+                              db_url=kept_target)
     assert result.returncode == 0, result.stderr
-    assert_imported(target, source)
-    assert ("(custom format, restored as it arrives; indexes and keys then "
-            "built with pg_restore -j 2)") in result.stdout
-    assert "transfer+restore: done" in result.stdout
-    assert "indexes and keys: done" in result.stdout
-    assert leftovers(pg_admin_url, database_name(target)) == []
+    assert_imported(kept_target, source)
+    assert ("(custom format, compressed by pg_dump -Z1, restored as it "
+            "arrives;") in result.stdout
     # The kept copy is the whole stream, data included, though the indexes
     # were built from its head only.
     again = make_database()
     result = paster_datagovuk(["import", str(kept)], db_url=again)
     assert result.returncode == 0, result.stderr
     assert_imported(again, source)
+
+
+@pytest.mark.parametrize("missing", ["remote", "local"])
+def test_without_zstd_on_either_host_pg_dump_compresses(
+        missing, ssh_server, source, make_database, monkeypatch, pg_admin_url):
+    if missing == "remote":
+        # The remote host looks for this name; here zstd is still found.
+        monkeypatch.setattr(transfer, "ZSTD", "zstd-not-installed")
+        monkeypatch.setattr(transfer, "local_zstd",
+                            lambda: shutil.which("zstd"))
+        reason = "the remote host has no zstd"
+    else:
+        monkeypatch.setattr(transfer, "local_zstd", lambda: None)
+        reason = "zstd is not installed here"
+    target = make_database()
+    said = []
+    transfer.import_database(ssh_server.destination, target, import_options(
+        ssh_server, source), echo=said.append)
+    assert_imported(target, source)
+    assert any(f"(custom format, compressed by pg_dump -Z1; {reason}, "
+               "restored as it arrives" in line for line in said), said
+    assert leftovers(pg_admin_url, database_name(target)) == []
+
+
+def test_an_unreadable_zstd_stream_loses_nothing(
+        ssh_server, source, existing_target, tmp_path, monkeypatch,
+        pg_admin_url):
+    # A zstd that sends garbage instead of compressing; -d is the real one.
+    fake = tmp_path / "zstd"
+    fake.write_text('#!/bin/sh\n'
+                    'case " $* " in *" -d "*) exec zstd "$@";; esac\n'
+                    'cat > /dev/null; printf "not a zstd frame"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(transfer, "ZSTD", str(fake))
+    before = fingerprint(existing_target)
+    options = import_options(ssh_server, source)
+    options.replace = True
+    with pytest.raises(OperatorError) as failure:
+        transfer.import_database(ssh_server.destination, existing_target,
+                                 options)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert message.startswith(f"the compressed dump from "
+                              f"{ssh_server.destination} cannot be read: ")
+    assert "unsupported format" in message
+    assert fingerprint(existing_target) == before
+    assert leftovers(pg_admin_url, database_name(existing_target)) == []
 
 
 def test_directory_import_leaves_nothing_on_the_remote_host(
@@ -304,7 +373,8 @@ def test_a_remote_pg_dump_older_than_9_3_sends_a_custom_dump_instead(
                               db_url=target)
     assert result.returncode == 0, result.stderr
     assert "cannot dump in parallel" in result.stdout
-    assert "(custom format, restored as it arrives" in result.stdout
+    assert ("(custom format, compressed by zstd -1 on the way, restored as it "
+            "arrives") in result.stdout
     assert "indexes and keys: done" in result.stdout
     assert_imported(target, source)
 
@@ -764,6 +834,8 @@ def test_plan_names_each_program_and_quotes_operator_values(ssh_server,
                and "--section=pre-data --section=data" in line
                for line in streamed)
     assert any("-j 2 --section=post-data" in line for line in streamed)
+    assert any(line.startswith("if both hosts have zstd: pg_dump -Fc -Z0")
+               for line in streamed)
     one_job = transfer.plan(ssh_server.destination, existing_target,
                             transfer.ImportOptions(jobs=1, replace=True))
     assert any("pg_dump -Fc -Z1 -O -x -w -d ckan" in line
