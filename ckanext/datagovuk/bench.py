@@ -1442,14 +1442,17 @@ def format_text(results: dict) -> str:
             f"{'' if python is None else python:>10} "
             f"{'' if client_mb is None else client_mb:>13} "
             f"{'' if remote is None else remote:>10}  {what}")
-    phases = [(name, step["details"]["reported_phases"])
+    phases = [(name, step["details"]["reported_phases"],
+               step["details"].get("compressed_by"))
               for name, step in results["steps"].items()
               if step.get("details", {}).get("reported_phases")]
     if phases:
         lines += ["", "phases our commands reported (seconds):"]
-        for name, reported in phases:
+        for name, reported, compressed_by in phases:
             lines.append(f"  {name:<32} " + ", ".join(
-                f"{phase} {seconds:g}" for phase, seconds in reported.items()))
+                f"{phase} {seconds:g}" for phase, seconds in reported.items())
+                + (f" (compressed by {compressed_by})" if compressed_by
+                   else ""))
     lines += ["", f"{'ratio':<38} {'value':>8} {'target':>8}  result"]
     if results.get("ratios_recomputed"):
         lines.append(f"(ratios recomputed {results['ratios_recomputed']})")

@@ -202,6 +202,8 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
     # This machine is both hosts, and has zstd.
     assert steps["import.loopback"]["details"]["compressed_by"] \
         == "zstd -1 on the way"
+    assert "(compressed by zstd -1 on the way)" in (
+        output / "results.txt").read_text()
     # Each step started once autovacuum had finished (or the wait ran out).
     waits = [step["details"]["autovacuum_wait_seconds"]
              for step in steps.values()
