@@ -45,11 +45,13 @@ user.  A dump that switches database (``\\connect``, from ``pg_dump -C`` or
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -321,6 +323,17 @@ def pg_program(name: str) -> str:
         raise OperatorError(f"{name} is not installed (Debian: "
                             "postgresql-client)")
     return found
+
+
+def _pipe_without_buffer(handle) -> bool:
+    """Whether ``os.splice`` may move data from or to ``handle``: a pipe
+    opened unbuffered (a child's stdin or stdout with bufsize=0), so that no
+    byte waits in a Python buffer."""
+    try:
+        return (hasattr(os, "splice") and isinstance(handle, io.FileIO)
+                and stat.S_ISFIFO(os.fstat(handle.fileno()).st_mode))
+    except (OSError, ValueError):
+        return False
 
 
 def local_zstd() -> str | None:
@@ -1477,6 +1490,9 @@ class _Import:
         get them after ``transform``."""
         progress = _Progress(self.echo, verb)
         raw_sinks = [sink for sink in raw_sinks if sink is not None]
+        splice = (not raw_sinks and transform is None and len(sinks) == 1
+                  and _pipe_without_buffer(stream)
+                  and _pipe_without_buffer(sinks[0][0]))
         chunk = head
         while True:
             if chunk:
@@ -1486,6 +1502,9 @@ class _Import:
                 data = transform.feed(chunk) if transform else chunk
                 for sink, name in sinks:
                     self._write(sink, data, name)
+            if splice:
+                self.splice_rest(stream, reader, *sinks[0], progress)
+                break
             chunk = self._read(stream, reader, CHUNK_SIZE)
             if not chunk:
                 break
@@ -1495,6 +1514,25 @@ class _Import:
                 self._write(sink, tail, name)
         self.bytes_transferred = progress.count
         progress.report(final=True)
+
+    def splice_rest(self, stream, reader: _Child | None, sink, name: str,
+                    progress: _Progress) -> None:
+        """The rest of ``stream`` into ``sink``, pipe to pipe inside the
+        kernel: most of an import's bytes (0.8 GB at 50,000 datasets once
+        zstd -d has decompressed them) then never pass through Python."""
+        source, target = stream.fileno(), sink.fileno()
+        while True:
+            try:
+                moved = os.splice(source, target, CHUNK_SIZE)
+            except BrokenPipeError:
+                raise _SinkClosed(name)
+            except OSError as error:
+                if reader is not None:
+                    self.fail_source(reader)
+                raise OperatorError(f"cannot read the dump: {error.strerror}")
+            if not moved:
+                return
+            progress.add(moved)
 
     def _write(self, sink, data: bytes, name: str) -> None:
         if not data:
