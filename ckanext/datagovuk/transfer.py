@@ -342,6 +342,11 @@ def local_zstd() -> str | None:
     return shutil.which(ZSTD)
 
 
+def remote_zstd_command() -> str:
+    """The remote host's zstd compressing, as a shell command."""
+    return " ".join([shlex.quote(ZSTD), *ZSTD_COMPRESS_OPTIONS])
+
+
 def human_bytes(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(count) < 1024 or unit == "GiB":
@@ -743,6 +748,7 @@ class _Import:
         self.server_major = 0
         self.remote_version: tuple[int, ...] | None = None
         self.remote_zstd = False
+        self.zstd_program = local_zstd()
         # Set when the CKAN user may not create or rename databases.
         self.ddl_admin_url = None
 
@@ -798,16 +804,22 @@ class _Import:
                 else self.options.compression)
 
     @property
-    def zstd_transport(self) -> bool:
-        """Whether the stream goes compressed by zstd rather than by the
-        remote pg_dump: a custom dump from [user@]host, no level asked for,
-        zstd on both hosts, and no --keep-dump (which keeps what arrives,
-        and a pg_dump -Z1 file is what a kept dump should be)."""
+    def zstd_wanted(self) -> bool:
+        """Whether zstd is to carry the stream if both hosts have it: a
+        custom dump from [user@]host, no level asked for, and no
+        --keep-dump (which keeps what arrives, and a pg_dump -Z1 file is
+        what a kept dump should be)."""
         return (self.source.kind == Source.REMOTE_DATABASE
                 and not self.directory_route
                 and self.options.compression is None
-                and not self.options.keep_dump
-                and self.remote_zstd and local_zstd() is not None)
+                and not self.options.keep_dump)
+
+    @property
+    def zstd_transport(self) -> bool:
+        """Whether the stream goes compressed by zstd rather than by the
+        remote pg_dump."""
+        return (self.zstd_wanted and self.remote_zstd
+                and self.zstd_program is not None)
 
     def load_verify_swap(self, state: TargetState) -> ImportResult:
         # The remote host dumps for a while before it sends anything: the
@@ -926,9 +938,8 @@ class _Import:
         """One ssh round trip: the remote pg_dump's version, and whether
         the remote host has zstd."""
         self.options.ssh.check()
-        zstd = " ".join([shlex.quote(ZSTD), *ZSTD_COMPRESS_OPTIONS])
         script = (f"{shlex.quote(self.options.remote_pg_dump)} --version && "
-                  f"{{ {zstd} </dev/null >/dev/null 2>&1 && "
+                  f"{{ {remote_zstd_command()} </dev/null >/dev/null 2>&1 && "
                   f"echo {shlex.quote(REMOTE_ZSTD_MARKER)} || :; }}")
         command = self.ssh_command(f"sh -c {shlex.quote(script)}")
         return subprocess.Popen(command, stdin=subprocess.DEVNULL,
@@ -1139,16 +1150,16 @@ class _Import:
             return f"cat -- {shlex.quote(_remote_path(self.source.path))}"
         pg_dump = shlex.quote(self.options.remote_pg_dump)
         database = shlex.quote(self.options.remote_db)
-        if not self.directory_route and not self.zstd_transport:
-            return (f"{pg_dump} -Fc -Z{self.zlib_level} -O -x -w "
-                    f"-d {database}")
         if not self.directory_route:
+            if not self.zstd_transport:
+                return (f"{pg_dump} -Fc -Z{self.zlib_level} -O -x -w "
+                        f"-d {database}")
             # sh has no pipefail: pg_dump's status comes out on fd 4 so
             # that the remote command fails when pg_dump does.
             dump = f"{pg_dump} -Fc -Z0 -O -x -w -d {database}"
-            zstd = " ".join([shlex.quote(ZSTD), *ZSTD_COMPRESS_OPTIONS])
             script = (f"exec 3>&1; status=$( {{ {{ {dump}; echo $? >&4; }} "
-                      f"| {zstd} >&3; }} 4>&1 ); exit ${{status:-1}}")
+                      f"| {remote_zstd_command()} >&3; }} 4>&1 ); "
+                      "exit ${status:-1}")
             return f"sh -c {shlex.quote(script)}"
         parent = (_double_quoted(self.options.remote_tmpdir)
                   if self.options.remote_tmpdir else '"${TMPDIR:-/tmp}"')
@@ -1236,13 +1247,11 @@ class _Import:
             else:
                 lines.append(f"{fetch}{tee} | {env} {restore}   "
                              "(or psql for a plain SQL dump)")
-            if self.source.kind == Source.REMOTE_DATABASE \
-                    and self.options.compression is None \
-                    and not self.options.keep_dump:
+            if self.zstd_wanted:
                 lines.append(
-                    "if both hosts have zstd: pg_dump -Fc -Z0 ... | zstd "
-                    f"{' '.join(ZSTD_COMPRESS_OPTIONS)} there and zstd -d "
-                    f"here, in place of pg_dump -Z{DEFAULT_COMPRESSION}")
+                    "if both hosts have zstd: pg_dump -Fc -Z0 ... | "
+                    f"{remote_zstd_command()} there and zstd -d here, in "
+                    f"place of pg_dump -Z{DEFAULT_COMPRESSION}")
         else:
             lines.append(f"{env} {restore} {shlex.quote(self.source.path)}   "
                          "(or psql -f for a plain SQL dump)")
@@ -1271,8 +1280,8 @@ class _Import:
             stream = reader.process.stdout
             if self.zstd_transport:
                 decompress = self.start_child(
-                    "zstd", [local_zstd(), "-d", "-q", "-c"], stdin=stream,
-                    stdout=subprocess.PIPE)
+                    "zstd", [self.zstd_program, "-d", "-q", "-c"],
+                    stdin=stream, stdout=subprocess.PIPE)
                 # zstd -d holds the pipe now; ssh must see it close if
                 # zstd stops.
                 stream.close()
@@ -1403,8 +1412,7 @@ class _Import:
             return ", compressed by zstd -1 on the way"
         if self.source.kind != Source.REMOTE_DATABASE:
             return ""
-        why = ("" if self.options.compression is not None
-               or self.options.keep_dump
+        why = ("" if not self.zstd_wanted
                else "; the remote host has no zstd" if not self.remote_zstd
                else "; zstd is not installed here")
         return f", compressed by pg_dump -Z{self.zlib_level}{why}"
@@ -1443,16 +1451,17 @@ class _Import:
         remote pg_dump or cat error)."""
         status = reader.wait()
         host = self.source.host
-        for child in reader.linked:
-            if child.wait() != 0 and not child.killed and not re.search(
-                    r"premature end|end of file", child.error_line()):
+        failed = [child for child in reader.linked
+                  if child.wait() != 0 and not child.killed]
+        for child in failed:
+            if not re.search(r"premature end|end of file",
+                             child.error_line()):
                 # Not the truncation a failing remote side causes.
                 raise OperatorError(
                     f"the compressed dump from {host} cannot be read: "
                     f"{child.error_line() or child.name + ' failed'}")
         if status == 0 and not nothing_received:
-            if any(child.process.returncode and not child.killed
-                   for child in reader.linked):
+            if failed:
                 raise OperatorError(f"the compressed dump from {host} is "
                                     "truncated, nothing was imported")
             return
