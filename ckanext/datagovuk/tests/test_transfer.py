@@ -543,6 +543,10 @@ FAILURES = {
                                    *ssh_args(s), "--jobs", "1",
                                    "--keep-dump", "/dev/full"],
         "No space left on device"),
+    # Even level 1, pg_dump's own default: a local file has no pg_dump.
+    "compression for a local file": (
+        lambda s, src, dump, tmp: [dump, "--compress", "1"],
+        "--compress sets the remote pg_dump's compression"),
     "remote format for a local file": (
         lambda s, src, dump, tmp: [dump, "--remote-format", "directory"],
         "--remote-format sets how the remote pg_dump dumps"),
