@@ -10,7 +10,7 @@ One connection, one transaction, in this order:
 4. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);
 5. the archive (:mod:`archive`): unknown tables moved to
    ``datagovuk_legacy``, the tables CKAN's upgrade drops copied there;
-6. the fixes for the traps of CKAN's upgrade (:func:`preflight.fix_traps`);
+6. the fixes for the traps of CKAN's upgrade (:mod:`traps`);
 7. CKAN's core upgrade with the resource-link fix, then the enabled plugins'
    migrations (:mod:`upgrade`);
 
@@ -34,7 +34,7 @@ from sqlalchemy import create_engine, exc, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import archive, db, preflight, runner, upgrade
+from ckanext.datagovuk import archive, db, preflight, runner, traps, upgrade
 from ckanext.datagovuk.errors import OperatorError
 
 # pg_advisory lock key shared by every `datagovuk migrate` ("dgumigr").
@@ -81,8 +81,8 @@ class MigrationReport:
     data_migrations: list[runner.AppliedMigration] = field(
         default_factory=list)
     demoted: list[tuple[str, str]] = field(default_factory=list)
-    traps: list[preflight.Trap] = field(default_factory=list)
-    fixes: list[preflight.AppliedFix] = field(default_factory=list)
+    traps: list[traps.Trap] = field(default_factory=list)
+    fixes: list[traps.AppliedFix] = field(default_factory=list)
     archive: Optional[archive.ArchiveResult] = None
     upgrade: Optional[upgrade.UpgradeResult] = None
     room: list[upgrade.RoomMade] = field(default_factory=list)
@@ -283,7 +283,7 @@ def _as_operator_error(error: BaseException, step: Optional[str]):
     after = "; rolled back, the database is as it was"
     if step in (None, "pre-flight"):
         after = ""
-    if isinstance(error, preflight.EmailClashError):
+    if isinstance(error, traps.EmailClashError):
         return error
     if isinstance(error, OperatorError):
         return OperatorError(f"{error}{after}")
@@ -315,7 +315,8 @@ def _run(connection: Connection, report: MigrationReport,
         report.state = state.describe()
         report.schema_before = upgrade.describe_version(connection)
         report.counts_before = counts(connection)
-        report.traps = preflight.find_traps(connection, plugins)
+        report.traps = traps.find_traps(connection, plugins,
+                                        options.resolve_email_clash)
         demoted_before = demoted_sysadmins(connection)
         progress(f"  {report.state}; {len(pending)} data migration(s) "
                  f"pending; {len(report.traps)} upgrade trap(s) found")
@@ -353,7 +354,7 @@ def _run(connection: Connection, report: MigrationReport,
                 connection, plugins, archive_dropped=options.archive,
                 progress=progress)
         with steps("upgrade fixes"):
-            report.fixes = preflight.fix_traps(
+            report.fixes = traps.fix_traps(
                 connection, plugins, options.resolve_email_clash, progress)
         with steps("schema upgrade"):
             report.upgrade = upgrade.upgrade(connection, plugins, progress)

@@ -13,6 +13,8 @@ import sys
 import uuid
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import db
 
@@ -88,6 +90,21 @@ def make_database(pg_admin_url, ckan_db_url):
     Returns the URL the CKAN role connects with."""
     with _database_factory(pg_admin_url, ckan_db_url, "t") as make:
         yield make
+
+
+@pytest.fixture
+def engine_for():
+    """SQLAlchemy engines for URLs, disposed of after the test."""
+    engines = []
+
+    def make(url):
+        engine = create_engine(url, poolclass=NullPool)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.dispose()
 
 
 def run_command(args: list[str], db_url: str | None = None,
