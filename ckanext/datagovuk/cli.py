@@ -11,6 +11,10 @@ import click
 from ckanext.datagovuk.errors import OperatorError
 
 
+# -h too, as `paster help datagovuk` asks for help with -h.
+HELP_OPTIONS = ["-h", "--help"]
+
+
 class OperatorErrorGroup(click.Group):
     """Runs each command so that an ``OperatorError`` or a usage error
     becomes one line on stderr and a non-zero exit status, never a
@@ -29,7 +33,8 @@ class OperatorErrorGroup(click.Group):
             ctx.exit(error.exit_code)
 
 
-@click.group(cls=OperatorErrorGroup, short_help="Move an old CKAN (data.gov.uk 2.2) site to this CKAN.")
+@click.group(cls=OperatorErrorGroup, short_help="Move an old CKAN (data.gov.uk 2.2) site to this CKAN.",
+             context_settings={"help_option_names": HELP_OPTIONS})
 def datagovuk():
     """Move a whole CKAN site from an old instance to this one.
 

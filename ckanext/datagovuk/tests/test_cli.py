@@ -15,6 +15,11 @@ def assert_lists_every_command(help_text: str):
         assert f"  {name} " in help_text, (name, help_text)
 
 
+def after_usage_line(text: str) -> str:
+    """Help text without its first line, which names the program."""
+    return text.split("\n", 1)[1]
+
+
 def test_ckan_click_command_entry_point_lists_the_group(ckan_db_url):
     result = ckan_datagovuk(["--help"], db_url=ckan_db_url)
     assert result.returncode == 0, result.stderr
@@ -22,11 +27,37 @@ def test_ckan_click_command_entry_point_lists_the_group(ckan_db_url):
     assert_lists_every_command(result.stdout)
 
 
-def test_paster_global_command_lists_the_group_from_any_directory():
-    result = run_command(["paster", "datagovuk", "--help"], cwd="/")
+@pytest.mark.parametrize("args", [["datagovuk", "--help"], ["datagovuk", "-h"],
+                                  ["help", "datagovuk"], ["-h", "datagovuk"]],
+                         ids=" ".join)
+def test_paster_global_command_lists_the_group_from_any_directory(args):
+    result = run_command(["paster", *args], cwd="/", env={"CKAN_INI": ""})
     assert result.returncode == 0, result.stderr
-    assert "Usage: paster datagovuk" in result.stdout
+    assert result.stdout.startswith("Usage: paster datagovuk [OPTIONS] "
+                                    "COMMAND"), result.stdout
     assert_lists_every_command(result.stdout)
+    assert result.stderr == ""
+
+
+def test_paster_command_help_takes_h_as_ckan_does(ckan_db_url):
+    by_paster = run_command(["paster", "datagovuk", "import", "-h"], cwd="/")
+    by_ckan = ckan_datagovuk(["import", "-h"], db_url=ckan_db_url)
+    assert by_paster.returncode == by_ckan.returncode == 0
+    assert by_paster.stdout.startswith(
+        "Usage: paster datagovuk import [OPTIONS] SOURCE")
+    assert after_usage_line(by_paster.stdout) == after_usage_line(by_ckan.stdout)
+
+
+def test_paster_without_a_command_is_a_usage_error_as_with_ckan(ckan_db_url):
+    by_paster = run_command(["paster", "datagovuk"], cwd="/",
+                            env={"CKAN_INI": ""})
+    by_ckan = ckan_datagovuk([], db_url=ckan_db_url)
+    assert by_paster.returncode == by_ckan.returncode == 2
+    assert by_paster.stdout == by_ckan.stdout == ""
+    assert by_paster.stderr.startswith("Usage: paster datagovuk [OPTIONS] "
+                                       "COMMAND")
+    assert_lists_every_command(by_paster.stderr)
+    assert after_usage_line(by_paster.stderr) == after_usage_line(by_ckan.stderr)
 
 
 def test_paster_lists_datagovuk_among_its_commands():
