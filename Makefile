@@ -29,11 +29,12 @@ system-packages:
 	  fi; \
 	fi
 
-$(STAMP): requirements.txt dev-requirements.txt constraints.txt setup.py
+# Every version comes from constraints.txt; pyproject.toml declares what the
+# extension itself needs (lower bounds), requirements.txt what CKAN needs.
+$(STAMP): requirements.txt dev-requirements.txt constraints.txt pyproject.toml
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps ckan==2.12.0
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt -r dev-requirements.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e .
 	touch $(STAMP)
 
 test: setup

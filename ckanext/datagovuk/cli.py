@@ -11,6 +11,10 @@ import click
 from ckanext.datagovuk.errors import OperatorError
 
 
+# -h too, as `paster help datagovuk` asks for help with -h.
+HELP_OPTIONS = ["-h", "--help"]
+
+
 class OperatorErrorGroup(click.Group):
     """Runs each command so that an ``OperatorError`` or a usage error
     becomes one line on stderr and a non-zero exit status, never a
@@ -29,7 +33,8 @@ class OperatorErrorGroup(click.Group):
             ctx.exit(error.exit_code)
 
 
-@click.group(cls=OperatorErrorGroup, short_help="Move an old CKAN (data.gov.uk 2.2) site to this CKAN.")
+@click.group(cls=OperatorErrorGroup, short_help="Move an old CKAN (data.gov.uk 2.2) site to this CKAN.",
+             context_settings={"help_option_names": HELP_OPTIONS})
 def datagovuk():
     """Move a whole CKAN site from an old instance to this one.
 
@@ -193,8 +198,8 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
     explicit = ctx.get_parameter_source("admin_url_env") \
         != click.core.ParameterSource.DEFAULT
     if explicit and not admin_url:
-        raise OperatorError(f"--admin-url-env {admin_url_env}: that "
-                           "environment variable is not set")
+        raise click.UsageError(f"--admin-url-env {admin_url_env}: that "
+                               "environment variable is not set")
     return transfer.ImportOptions(
         remote_db=remote_db, remote_pg_dump=remote_pg_dump,
         keep_dump=keep_dump, jobs=jobs, compression=compress,
@@ -204,6 +209,53 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
         ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
                                 options=list(ssh_options),
                                 config_file=ssh_config))
+
+
+def _check_import_usage(source_text: str, options) -> None:
+    """Refuse, before anything runs, a SOURCE the import cannot read and
+    options that contradict each other or the source: a usage error, exit
+    status 2, with nothing printed or changed. The import checks them again
+    for callers other than the CLI, with what only a running import knows
+    (the remote pg_dump's version)."""
+    from ckanext.datagovuk import transfer
+
+    try:
+        source = transfer.parse_source(source_text)
+        if source.is_remote:
+            options.ssh.check()
+    except OperatorError as error:
+        raise click.UsageError(str(error)) from error
+    for contradicts, message in _import_usage_rules(source, options):
+        if contradicts:
+            raise click.UsageError(message)
+
+
+def _import_usage_rules(source, options) -> list[tuple[bool, str]]:
+    """(whether the options contradict, why) for each rule; the import's
+    own checks repeat these, and could share them from one place."""
+    from ckanext.datagovuk.transfer import DEFAULT_REMOTE_FORMAT, Source
+
+    remote_database = source.kind == Source.REMOTE_DATABASE
+    directory_route = (remote_database and options.jobs > 1
+                       and options.remote_format == "directory")
+    return [
+        (options.drop_old and not options.replace,
+         "--drop-old only makes sense with --replace"),
+        (options.keep_dump and not source.is_remote,
+         "--keep-dump keeps a copy of a remote source; the source is "
+         "already a local file"),
+        (options.compression is not None and not remote_database,
+         "--compress sets the remote pg_dump's compression, which only an "
+         "import from [user@]host runs"),
+        (options.remote_format != DEFAULT_REMOTE_FORMAT
+         and not remote_database,
+         "--remote-format sets how the remote pg_dump dumps, which only an "
+         "import from [user@]host runs"),
+        (options.remote_tmpdir is not None and not directory_route,
+         "--remote-tmpdir is where the remote host writes a directory-format "
+         "dump, which only an import from [user@]host with --remote-format "
+         "directory and --jobs 2 or more makes"),
+    ]
 
 
 @datagovuk.command(short_help="Data migrations + CKAN schema upgrade, all or nothing.")
@@ -220,7 +272,7 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                   "datagovuk_legacy. Tables CKAN does not know are still "
                   "moved there, never dropped, and related items are still "
                   "copied (CKAN's upgrade would leave them in public).")
-@click.option("--migrations-dir", type=click.Path(file_okay=False),
+@click.option("--migrations-dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of NNN_*.sql data migrations (default: the ones "
                   "shipped with ckanext-datagovuk).")
 @click.option("--resolve-email-clash", type=click.Choice(["stop", "keep-oldest"]),
@@ -285,6 +337,9 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, migrations_dir,
         raise click.UsageError("--plan goes with --from SOURCE")
     if source and as_json:
         raise click.UsageError("--json does not go with --from")
+    if source and dry_run:
+        raise click.UsageError("--dry-run does not go with --from: --plan "
+                               "shows what it would do")
     if source:
         _migrate_from(ctx, source, options, plan, import_args)
         return
@@ -317,6 +372,7 @@ def _migrate_from(ctx, source, options, plan, import_args):
     from ckanext.datagovuk import pipeline
 
     import_options_ = _import_options_from(ctx, **import_args)
+    _check_import_usage(source, import_options_)
     plugins = config.get("ckan.plugins") or []
     if isinstance(plugins, str):
         plugins = plugins.split()
@@ -378,6 +434,7 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
         remote_pg_dump, keep_dump, jobs, remote_format, compress,
         remote_tmpdir, replace, drop_old, admin_url_env)
+    _check_import_usage(source, options)
     if plan:
         click.echo("import would, changing nothing now:")
         for line in transfer.plan(source, _configured_url(ctx), options):

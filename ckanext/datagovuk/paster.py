@@ -32,12 +32,13 @@ def split_config(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def run(args: list[str]) -> int:
-    from ckanext.datagovuk.cli import datagovuk
+    from ckanext.datagovuk.cli import HELP_OPTIONS, datagovuk
 
     config, rest = split_config(args)
-    if not rest or "--help" in rest or "-h" in rest:
-        return datagovuk.main(rest or ["--help"], prog_name="paster datagovuk",
-                              standalone_mode=False) or 0
+    if not rest or set(HELP_OPTIONS) & set(rest):
+        # As `ckan datagovuk`: help needs no config, and no command at all
+        # is a usage error (the group's usage on stderr, exit status 2).
+        return _main(datagovuk, rest, None)
     if rest[0] == "import":
         return run_import(config, rest)
     try:

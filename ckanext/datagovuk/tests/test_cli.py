@@ -3,7 +3,8 @@ import pytest
 
 from ckanext.datagovuk.cli import datagovuk
 from ckanext.datagovuk.tests.conftest import (ckan_datagovuk, one_line_error,
-                                              paster_datagovuk, run_command)
+                                              paster_datagovuk, run_command,
+                                              run_sql)
 
 
 def command_names():
@@ -15,6 +16,11 @@ def assert_lists_every_command(help_text: str):
         assert f"  {name} " in help_text, (name, help_text)
 
 
+def after_usage_line(text: str) -> str:
+    """Help text without its first line, which names the program."""
+    return text.split("\n", 1)[1]
+
+
 def test_ckan_click_command_entry_point_lists_the_group(ckan_db_url):
     result = ckan_datagovuk(["--help"], db_url=ckan_db_url)
     assert result.returncode == 0, result.stderr
@@ -22,11 +28,37 @@ def test_ckan_click_command_entry_point_lists_the_group(ckan_db_url):
     assert_lists_every_command(result.stdout)
 
 
-def test_paster_global_command_lists_the_group_from_any_directory():
-    result = run_command(["paster", "datagovuk", "--help"], cwd="/")
+@pytest.mark.parametrize("args", [["datagovuk", "--help"], ["datagovuk", "-h"],
+                                  ["help", "datagovuk"], ["-h", "datagovuk"]],
+                         ids=" ".join)
+def test_paster_global_command_lists_the_group_from_any_directory(args):
+    result = run_command(["paster", *args], cwd="/", env={"CKAN_INI": ""})
     assert result.returncode == 0, result.stderr
-    assert "Usage: paster datagovuk" in result.stdout
+    assert result.stdout.startswith("Usage: paster datagovuk [OPTIONS] "
+                                    "COMMAND"), result.stdout
     assert_lists_every_command(result.stdout)
+    assert result.stderr == ""
+
+
+def test_paster_command_help_takes_h_as_ckan_does(ckan_db_url):
+    by_paster = run_command(["paster", "datagovuk", "import", "-h"], cwd="/")
+    by_ckan = ckan_datagovuk(["import", "-h"], db_url=ckan_db_url)
+    assert by_paster.returncode == by_ckan.returncode == 0
+    assert by_paster.stdout.startswith(
+        "Usage: paster datagovuk import [OPTIONS] SOURCE")
+    assert after_usage_line(by_paster.stdout) == after_usage_line(by_ckan.stdout)
+
+
+def test_paster_without_a_command_is_a_usage_error_as_with_ckan(ckan_db_url):
+    by_paster = run_command(["paster", "datagovuk"], cwd="/",
+                            env={"CKAN_INI": ""})
+    by_ckan = ckan_datagovuk([], db_url=ckan_db_url)
+    assert by_paster.returncode == by_ckan.returncode == 2
+    assert by_paster.stdout == by_ckan.stdout == ""
+    assert by_paster.stderr.startswith("Usage: paster datagovuk [OPTIONS] "
+                                       "COMMAND")
+    assert_lists_every_command(by_paster.stderr)
+    assert after_usage_line(by_paster.stderr) == after_usage_line(by_ckan.stderr)
 
 
 def test_paster_lists_datagovuk_among_its_commands():
@@ -64,3 +96,96 @@ def test_iclick_registers_the_same_group():
     groups = [command for plugin in PluginImplementations(IClick)
               for command in plugin.get_commands()]
     assert datagovuk in groups
+
+
+# Usage errors found after click's parse: each is one line and exit status 2
+# before anything runs ({dump} is an existing file, never read).
+USAGE_ERRORS = {
+    "drop-old without replace": (
+        ["import", "{dump}", "--drop-old"],
+        "--drop-old only makes sense with --replace"),
+    "plan with drop-old without replace": (
+        ["import", "{dump}", "--plan", "--drop-old"],
+        "--drop-old only makes sense with --replace"),
+    "migrate --from, drop-old without replace": (
+        ["migrate", "--from", "{dump}", "--drop-old"],
+        "--drop-old only makes sense with --replace"),
+    "no such file": (["import", "/nonexistent/old.dump"], "no such file"),
+    "neither file nor host": (["import", "old host"],
+                              "not a file and not [user@]host"),
+    "remote file without a path": (["import", "oldhost:"],
+                                   "no file path after the colon"),
+    "keep-dump of a local file": (
+        ["import", "{dump}", "--keep-dump", "/tmp/copy.dump"],
+        "--keep-dump keeps a copy of a remote source"),
+    "compress for a local file": (
+        ["import", "{dump}", "--compress", "1"],
+        "--compress sets the remote pg_dump's compression"),
+    "remote-format for a local file": (
+        ["import", "{dump}", "--remote-format", "directory"],
+        "--remote-format sets how the remote pg_dump dumps"),
+    "remote-tmpdir without directory format": (
+        ["import", "co@oldhost", "--remote-tmpdir", "/srv"],
+        "--remote-tmpdir is where the remote host writes"),
+    "remote-tmpdir with one job": (
+        ["import", "co@oldhost", "--remote-format", "directory", "--jobs",
+         "1", "--remote-tmpdir", "/srv"],
+        "--remote-tmpdir is where the remote host writes"),
+    "ssh option without a value": (
+        ["import", "co@oldhost", "--ssh-option", "Compression"],
+        "give it as Key=Value"),
+    "host key checking off": (
+        ["import", "co@oldhost", "--ssh-option", "StrictHostKeyChecking=no"],
+        "host key checking stays on"),
+    "missing identity file": (
+        ["import", "co@oldhost", "--identity", "/nonexistent/id_ed25519"],
+        "identity file /nonexistent/id_ed25519 does not exist"),
+    "admin URL variable not set": (
+        ["import", "{dump}", "--admin-url-env", "DATAGOVUK_TEST_UNSET"],
+        "--admin-url-env DATAGOVUK_TEST_UNSET: that environment variable is "
+        "not set"),
+    "migrate --from with --dry-run": (
+        ["migrate", "--from", "{dump}", "--dry-run"],
+        "--dry-run does not go with --from"),
+    "missing migrations folder": (
+        ["migrate", "--migrations-dir", "/nonexistent/migrations"],
+        "'/nonexistent/migrations' does not exist"),
+}
+
+
+def server_state(admin_url: str, target: str):
+    """The databases of the server and the tables of the target."""
+    return (run_sql(admin_url, "SELECT datname FROM pg_database ORDER BY 1"),
+            run_sql(target, "SELECT schemaname, tablename FROM pg_tables "
+                            "WHERE schemaname NOT IN ('pg_catalog', "
+                            "'information_schema') ORDER BY 1, 2"))
+
+
+@pytest.mark.parametrize("case", sorted(USAGE_ERRORS))
+def test_usage_error_found_after_the_parse_exits_2_before_anything_runs(
+        case, make_database, pg_admin_url, tmp_path):
+    args, expected = USAGE_ERRORS[case]
+    dump = tmp_path / "old.dump"
+    dump.write_bytes(b"")
+    target = make_database()
+    before = server_state(pg_admin_url, target)
+    result = paster_datagovuk([arg.format(dump=dump) for arg in args],
+                              db_url=target)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in one_line_error(result)
+    assert result.stdout == ""
+    assert server_state(pg_admin_url, target) == before
+
+
+def test_drop_old_without_replace_is_a_usage_error_through_ckan_too(
+        make_database, pg_admin_url, tmp_path):
+    dump = tmp_path / "old.dump"
+    dump.write_bytes(b"")
+    target = make_database()
+    before = server_state(pg_admin_url, target)
+    result = ckan_datagovuk(["import", str(dump), "--drop-old"], db_url=target)
+    assert result.returncode == 2
+    assert "--drop-old only makes sense with --replace" in \
+        one_line_error(result)
+    assert result.stdout == ""
+    assert server_state(pg_admin_url, target) == before
