@@ -10,10 +10,12 @@ setup(
     python_requires=">=3.10",
     packages=find_namespace_packages(include=["ckanext.*"]),
     include_package_data=True,
-    # The SQL migrations live in the package, so an installed copy finds
-    # them; the top-level migrations/ of the source tree links to them.
+    # The SQL migrations and the remote scripts live in the package, so an
+    # installed copy finds them; the top-level migrations/ of the source
+    # tree links to them.
     package_data={"ckanext.datagovuk": ["migrations/*.sql",
-                                        "config_declaration.yaml"]},
+                                        "config_declaration.yaml",
+                                        "transfer/*.sh"]},
     zip_safe=False,
     entry_points={
         "ckan.plugins": [

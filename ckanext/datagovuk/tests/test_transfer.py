@@ -6,6 +6,7 @@ Nothing is mocked.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import uuid
 import pytest
 
 from ckanext.datagovuk import db, localpg, transfer
+from ckanext.datagovuk.transfer import remote
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,
                                               admin_execute, ckan_datagovuk,
@@ -236,12 +238,12 @@ def test_without_zstd_on_either_host_pg_dump_compresses(
         missing, ssh_server, source, make_database, monkeypatch, pg_admin_url):
     if missing == "remote":
         # The remote host looks for this name; here zstd is still found.
-        monkeypatch.setattr(transfer, "ZSTD", "zstd-not-installed")
-        monkeypatch.setattr(transfer, "local_zstd",
+        monkeypatch.setattr(remote, "ZSTD", "zstd-not-installed")
+        monkeypatch.setattr(remote, "local_zstd",
                             lambda: shutil.which("zstd"))
         reason = "the remote host has no zstd"
     else:
-        monkeypatch.setattr(transfer, "local_zstd", lambda: None)
+        monkeypatch.setattr(remote, "local_zstd", lambda: None)
         reason = "zstd is not installed here"
     target = make_database()
     said = []
@@ -262,7 +264,7 @@ def test_an_unreadable_zstd_stream_loses_nothing(
                     'case " $* " in *" -d "*) exec zstd "$@";; esac\n'
                     'cat > /dev/null; printf "not a zstd frame"\n')
     fake.chmod(0o755)
-    monkeypatch.setattr(transfer, "ZSTD", str(fake))
+    monkeypatch.setattr(remote, "ZSTD", str(fake))
     before = fingerprint(existing_target)
     options = import_options(ssh_server, source)
     options.replace = True
@@ -700,7 +702,7 @@ def test_a_lost_staging_lock_is_taken_again_before_the_swap(
 
     result = transfer.import_database(
         old_site_dump, missing_url,
-        transfer.ImportOptions(before_swap=lose_the_lock), echo=said.append)
+        echo=said.append, before_swap=lose_the_lock)
     assert ended == [1]
     assert any("was lost (did the server restart?): it is held again" in line
                for line in said), said
@@ -725,8 +727,8 @@ def test_a_staging_lock_another_import_took_stops_the_import(
         with pytest.raises(OperatorError) as refused:
             transfer.import_database(
                 old_site_dump, existing_target,
-                transfer.ImportOptions(replace=True,
-                                       before_swap=lose_the_lock_to_a_rival))
+                transfer.ImportOptions(replace=True),
+                before_swap=lose_the_lock_to_a_rival)
     finally:
         rival.close()
     message = str(refused.value)
@@ -827,8 +829,14 @@ def test_plan_names_each_program_and_quotes_operator_values(ssh_server,
         ssh=transfer.SshSettings(port=ssh_server.port))
     lines = transfer.plan(ssh_server.destination, existing_target, options)
     fetch = next(line for line in lines if "| tar -x" in line)
-    assert '"/opt/pg \\$(touch x)/pg_dump" -Fd -j 2 -Z0 -O -x -w' in fetch
-    assert '-d "dbname=ckan user=co"' in fetch
+    # The operator's values reach the remote script as arguments of
+    # sh -s, which reads the script itself from ssh's stdin.
+    ssh_line, script = fetch.split(" | tar -x")[0].split("; ", 1)[1] \
+        .rsplit(" < ", 1)
+    assert shlex.split(script) == [remote.DIRECTORY_DUMP_SCRIPT]
+    assert shlex.split(shlex.split(ssh_line)[-1]) == [
+        "sh", "-s", "--", "/opt/pg $(touch x)/pg_dump",
+        "dbname=ckan user=co", "2", "0", "sync", ""]
     assert any("pg_restore --no-owner" in line and "-j 2" in line
                for line in lines)
     streamed = transfer.plan(ssh_server.destination, existing_target,
