@@ -62,7 +62,7 @@ from ckanext.datagovuk.transfer.sources import (
     DEFAULT_REMOTE_DB, Source, SshSettings, parse_source)
 from ckanext.datagovuk.transfer.staging import (
     Staging, TargetState, backup_name, extension_package, staging_name)
-from ckanext.datagovuk.transfer.stream import (Children, Echo,
+from ckanext.datagovuk.transfer.stream import (Children, Echo, silent,
                                                signals_ignored, signals_raise)
 
 __all__ = [
@@ -78,10 +78,6 @@ __all__ = [
 # before the swap: work done there (``migrate --from``) lands with the swap
 # or is dropped with the staging database.
 BeforeSwap = Callable[[str], None]
-
-
-def _silent(_message: str) -> None:
-    pass
 
 
 class _Import:
@@ -190,7 +186,7 @@ def plan(source: str | Source, target_url,
 
 def import_database(source: str | Source, target_url,
                     options: ImportOptions | None = None,
-                    echo: Echo = _silent,
+                    echo: Echo = silent,
                     before_swap: BeforeSwap | None = None) -> ImportResult:
     """Import ``source`` into the database of ``target_url`` (see the
     package doc).  ``before_swap`` is called with the staging database's

@@ -12,17 +12,14 @@ from ckanext.datagovuk.transfer.restore import restore_args
 from ckanext.datagovuk.transfer.sources import Source
 from ckanext.datagovuk.transfer.staging import (Staging, backup_name,
                                                 inspect_target)
-
-
-def _silent(_message: str) -> None:
-    pass
+from ckanext.datagovuk.transfer.stream import silent
 
 
 def plan_lines(source: Source, target_url, options: ImportOptions
                ) -> list[str]:
     """libpq reads the connection (password included) from the
     environment, shown here with the password masked."""
-    staging = Staging(target_url, options.admin_url, _silent)
+    staging = Staging(target_url, options.admin_url, silent)
     remote = Remote(source, options)
     target = staging.target_url
     lines = [f"CREATE DATABASE {staging.name} (staging, as "

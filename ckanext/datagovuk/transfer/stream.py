@@ -27,6 +27,10 @@ Echo = Callable[[str], None]
 OnReadError = Optional[Callable[[], None]]
 
 
+def silent(_message: str) -> None:
+    pass
+
+
 def human_bytes(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(count) < 1024 or unit == "GiB":
