@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := postgresql-15 postgresql-client-15 openssh-server openssh-client zstd
+DEBIAN_PACKAGES := postgresql-15 postgresql-client-15 openssh-server openssh-client zstd shellcheck
 PYTEST_ARGS ?=
 
 .PHONY: setup system-packages test demo bench clean
@@ -20,6 +20,7 @@ system-packages:
 	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
 	command -v zstd >/dev/null || missing="$$missing zstd"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

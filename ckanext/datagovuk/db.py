@@ -6,10 +6,13 @@ environment variables, so no password is ever on a command line.
 from __future__ import annotations
 
 import os
+import time
 
 import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import make_url, URL
+
+from ckanext.datagovuk.errors import OperatorError
 
 
 def parse(url: str | URL) -> URL:
@@ -52,14 +55,74 @@ def libpq_env(url: str | URL, base: dict | None = None) -> dict[str, str]:
     return env
 
 
+def maintenance_url(url: str | URL) -> URL:
+    """The server's maintenance database ``postgres``, as the same user."""
+    return with_database(url, "postgres")
+
+
+def open_connection(url: str | URL, what: str):
+    """An autocommit connection to ``url``, or an OperatorError naming
+    ``what`` could not be reached."""
+    try:
+        conn = connect(url, connect_timeout=15)
+    except psycopg2.Error as error:
+        raise OperatorError(f"cannot connect to {what} "
+                            f"({safe_url(url)}): {first_line(error)}")
+    conn.autocommit = True
+    return conn
+
+
+def query(url: str | URL, what: str, statement, params=None) -> list[tuple]:
+    """Run one statement on a connection of its own; its rows.  Any
+    database error is an OperatorError about ``what``."""
+    conn = open_connection(url, what)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    except psycopg2.Error as error:
+        raise OperatorError(f"{what}: {first_line(error)}")
+    finally:
+        conn.close()
+
+
 def database_exists(url: str | URL) -> bool:
     """Whether the database of ``url`` exists, asked of the maintenance
     database ``postgres`` as the same user."""
-    with connect(with_database(url, "postgres")) as conn:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                        (parse(url).database,))
-            return cur.fetchone() is not None
+    return bool(query(maintenance_url(url), "the database server",
+                      "SELECT 1 FROM pg_database WHERE datname = %s",
+                      (parse(url).database,)))
+
+
+def can_create_databases(url: str | URL) -> bool:
+    return query(maintenance_url(url), "the database server",
+                 "SELECT rolcreatedb OR rolsuper FROM pg_roles "
+                 "WHERE rolname = current_user")[0][0]
+
+
+def server_major(url: str | URL) -> int:
+    return int(query(maintenance_url(url), "the database server",
+                     "SHOW server_version_num")[0][0]) // 10000
+
+
+def other_sessions(url: str | URL, settle: float = 3.0) -> tuple[int, str]:
+    """Client sessions on the database of ``url``, and their application
+    names (autovacuum workers do not count: PostgreSQL stops them itself
+    for a rename).  Sessions that are just closing get ``settle`` seconds
+    to go away."""
+    deadline = time.monotonic() + settle
+    while True:
+        rows = query(maintenance_url(url), "the database server",
+                     "SELECT count(*), coalesce(string_agg(DISTINCT "
+                     "coalesce(nullif(application_name, ''), 'unnamed'), "
+                     "', '), '') FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid() "
+                     "AND backend_type = 'client backend'",
+                     (parse(url).database,))
+        count, applications = rows[0]
+        if not count or time.monotonic() >= deadline:
+            return count, applications
+        time.sleep(0.2)
 
 
 def create_database(url: str | URL, admin_url: str | URL | None = None,

@@ -123,10 +123,10 @@ def migrate_from(source: str, target_url: str,
                     _model_session_on(staging_url):
                 report.promotion = sysadmins.promote(configured=True)
 
-    import_options.before_swap = finish_in_staging
     with _step(report, f"import {source}", echo):
         report.import_result = transfer.import_database(
-            source, target_url, import_options, echo=echo)
+            source, target_url, import_options, echo=echo,
+            before_swap=finish_in_staging)
     # The import's time includes the steps run before its swap.
     name, total = report.timings.pop()
     nested = sum(seconds for _, seconds in report.timings)

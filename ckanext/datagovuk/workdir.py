@@ -5,7 +5,7 @@ An import holds an exclusive ``flock`` on a file in its work directory for
 as long as it runs; the kernel drops the lock when the process dies, however
 it dies.  So a work directory whose lock can be taken belongs to nobody any
 more, and the next import removes it, as it drops such an import's staging
-database (``transfer._Import.claim_staging``).
+database (``transfer.staging.Staging.claim``).
 """
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ from ckanext.datagovuk.tests.conftest import (
 fault = pytest.mark.fault
 MIGRATE = ["migrate", "--resolve-email-clash", "keep-oldest"]
 CONFIGURED_SYSADMIN = oldsite.KNOWN_CASES.sysadmins_with_membership[0]
-SHIPPED_001 = os.path.join(os.path.dirname(transfer.__file__), "migrations",
+SHIPPED_001 = os.path.join(os.path.dirname(settings.__file__), "migrations",
                            "001_bytemark_to_govuk.sql")
 # Bytes the stand-in remote pg_dump sends at full speed: past the table of
 # contents, so the restore is already loading when the fault strikes.

@@ -6,6 +6,7 @@ Nothing is mocked.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import uuid
 import pytest
 
 from ckanext.datagovuk import db, localpg, transfer
+from ckanext.datagovuk.transfer import remote
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,
                                               admin_execute, ckan_datagovuk,
@@ -236,12 +238,12 @@ def test_without_zstd_on_either_host_pg_dump_compresses(
         missing, ssh_server, source, make_database, monkeypatch, pg_admin_url):
     if missing == "remote":
         # The remote host looks for this name; here zstd is still found.
-        monkeypatch.setattr(transfer, "ZSTD", "zstd-not-installed")
-        monkeypatch.setattr(transfer, "local_zstd",
+        monkeypatch.setattr(remote, "ZSTD", "zstd-not-installed")
+        monkeypatch.setattr(remote, "local_zstd",
                             lambda: shutil.which("zstd"))
         reason = "the remote host has no zstd"
     else:
-        monkeypatch.setattr(transfer, "local_zstd", lambda: None)
+        monkeypatch.setattr(remote, "local_zstd", lambda: None)
         reason = "zstd is not installed here"
     target = make_database()
     said = []
@@ -262,7 +264,7 @@ def test_an_unreadable_zstd_stream_loses_nothing(
                     'case " $* " in *" -d "*) exec zstd "$@";; esac\n'
                     'cat > /dev/null; printf "not a zstd frame"\n')
     fake.chmod(0o755)
-    monkeypatch.setattr(transfer, "ZSTD", str(fake))
+    monkeypatch.setattr(remote, "ZSTD", str(fake))
     before = fingerprint(existing_target)
     options = import_options(ssh_server, source)
     options.replace = True
@@ -700,7 +702,7 @@ def test_a_lost_staging_lock_is_taken_again_before_the_swap(
 
     result = transfer.import_database(
         old_site_dump, missing_url,
-        transfer.ImportOptions(before_swap=lose_the_lock), echo=said.append)
+        echo=said.append, before_swap=lose_the_lock)
     assert ended == [1]
     assert any("was lost (did the server restart?): it is held again" in line
                for line in said), said
@@ -725,8 +727,8 @@ def test_a_staging_lock_another_import_took_stops_the_import(
         with pytest.raises(OperatorError) as refused:
             transfer.import_database(
                 old_site_dump, existing_target,
-                transfer.ImportOptions(replace=True,
-                                       before_swap=lose_the_lock_to_a_rival))
+                transfer.ImportOptions(replace=True),
+                before_swap=lose_the_lock_to_a_rival)
     finally:
         rival.close()
     message = str(refused.value)
@@ -827,8 +829,14 @@ def test_plan_names_each_program_and_quotes_operator_values(ssh_server,
         ssh=transfer.SshSettings(port=ssh_server.port))
     lines = transfer.plan(ssh_server.destination, existing_target, options)
     fetch = next(line for line in lines if "| tar -x" in line)
-    assert '"/opt/pg \\$(touch x)/pg_dump" -Fd -j 2 -Z0 -O -x -w' in fetch
-    assert '-d "dbname=ckan user=co"' in fetch
+    # The operator's values reach the remote script as arguments of
+    # sh -s, which reads the script itself from ssh's stdin.
+    ssh_line, script = fetch.split(" | tar -x")[0].split("; ", 1)[1] \
+        .rsplit(" < ", 1)
+    assert shlex.split(script) == [remote.DIRECTORY_DUMP_SCRIPT]
+    assert shlex.split(shlex.split(ssh_line)[-1]) == [
+        "sh", "-s", "--", "/opt/pg $(touch x)/pg_dump",
+        "dbname=ckan user=co", "2", "0", "sync", ""]
     assert any("pg_restore --no-owner" in line and "-j 2" in line
                for line in lines)
     streamed = transfer.plan(ssh_server.destination, existing_target,
@@ -867,80 +875,3 @@ def test_without_createdb_the_admin_url_creates_and_renames(
         for leftover in leftovers(pg_admin_url, role):
             drop_database(pg_admin_url, leftover)
         admin_execute(pg_admin_url, f"DROP ROLE {role}")
-
-
-# --------------------------------------------------------------------------
-# Pieces
-
-def test_parse_source(tmp_path):
-    local = tmp_path / "ckan.dump"
-    local.write_bytes(b"PGDMP")
-    assert transfer.parse_source(str(local)) == transfer.Source(
-        "local-file", path=str(local))
-    assert transfer.parse_source("co@co-prod3.dh.bytemark.co.uk") == \
-        transfer.Source("remote-database", host="co@co-prod3.dh.bytemark.co.uk")
-    assert transfer.parse_source("co@host:ckan_dump.sql") == transfer.Source(
-        "remote-file", host="co@host", path="ckan_dump.sql")
-    for bad in ("/no/such/file.dump", "-oProxyCommand=sh", "host:",
-                "a b", ""):
-        with pytest.raises(OperatorError):
-            transfer.parse_source(bad)
-
-
-def test_ssh_command_keeps_host_key_checking_and_quotes_nothing_itself():
-    settings = transfer.SshSettings(port=2222, identity_file=None,
-                                    options=["ServerAliveInterval=5"])
-    command = settings.command("co@host", "pg_dump -d 'x y'")
-    assert command[0] == "ssh" and command[-3:] == ["--", "co@host",
-                                                    "pg_dump -d 'x y'"]
-    checking = command.index("StrictHostKeyChecking=yes")
-    assert checking < command.index("ServerAliveInterval=5")
-
-
-def test_versions():
-    assert transfer.parse_version(
-        "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)") == (15,)
-    assert transfer.parse_version("pg_dump (PostgreSQL) 9.6.24") == (9, 6)
-    assert transfer.parse_version("pg_dump (PostgreSQL) 99.1") == (99,)
-    assert transfer.parse_version("bash: pg_dump: not found") is None
-    assert (9, 6) < (15,) < (99,)
-
-
-def test_extension_packages():
-    assert transfer.extension_package("postgis", 15) == \
-        "postgresql-15-postgis-3"
-    assert transfer.extension_package("pgrouting", 15) == \
-        "postgresql-15-pgrouting"
-
-
-def test_plain_filter_keeps_copy_data_that_looks_like_privileges():
-    seen = []
-    plain = transfer.PlainDumpFilter(seen.append)
-    dump = (b"CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n"
-            b"COMMENT ON EXTENSION hstore IS 'x';\n"
-            b"CREATE TABLE public.note (t text);\n"
-            b"ALTER TABLE public.note OWNER TO co;\n"
-            b"COPY public.note (t) FROM stdin;\n"
-            b"GRANT ALL ON TABLE public.note TO co;\n"
-            b"\\.\n"
-            b"REVOKE ALL ON SCHEMA public FROM PUBLIC;\n"
-            b"GRANT SELECT ON TABLE public.note TO reader;\n")
-    # Fed in small pieces, as a stream arrives.
-    out = b"".join(plain.feed(dump[i:i + 7]) for i in range(0, len(dump), 7))
-    out += plain.finish()
-    assert seen == ["hstore"]
-    assert plain.dropped == 4
-    assert out == (b"CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public;\n"
-                   b"CREATE TABLE public.note (t text);\n"
-                   b"COPY public.note (t) FROM stdin;\n"
-                   b"GRANT ALL ON TABLE public.note TO co;\n"
-                   b"\\.\n")
-    with pytest.raises(OperatorError, match="switches database"):
-        transfer.PlainDumpFilter(seen.append).feed(b"\\connect ckan\n")
-
-
-def test_staging_and_backup_names_fit_postgresql_limits():
-    long = "x" * 63
-    assert len(transfer.staging_name(long, 4194304).encode()) <= 63
-    assert transfer.staging_name("ckan", 12).endswith("ckan__import_12")
-    assert transfer.backup_name("ckan", 0) == "ckan__before_import_19700101000000"
