@@ -214,48 +214,13 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
 def _check_import_usage(source_text: str, options) -> None:
     """Refuse, before anything runs, a SOURCE the import cannot read and
     options that contradict each other or the source: a usage error, exit
-    status 2, with nothing printed or changed. The import checks them again
-    for callers other than the CLI, with what only a running import knows
-    (the remote pg_dump's version)."""
+    status 2, with nothing printed or changed."""
     from ckanext.datagovuk import transfer
 
     try:
-        source = transfer.parse_source(source_text)
-        if source.is_remote:
-            options.ssh.check()
+        transfer.check_usage(source_text, options)
     except OperatorError as error:
         raise click.UsageError(str(error)) from error
-    for contradicts, message in _import_usage_rules(source, options):
-        if contradicts:
-            raise click.UsageError(message)
-
-
-def _import_usage_rules(source, options) -> list[tuple[bool, str]]:
-    """(whether the options contradict, why) for each rule; the import's
-    own checks repeat these, and could share them from one place."""
-    from ckanext.datagovuk.transfer import DEFAULT_REMOTE_FORMAT, Source
-
-    remote_database = source.kind == Source.REMOTE_DATABASE
-    directory_route = (remote_database and options.jobs > 1
-                       and options.remote_format == "directory")
-    return [
-        (options.drop_old and not options.replace,
-         "--drop-old only makes sense with --replace"),
-        (options.keep_dump and not source.is_remote,
-         "--keep-dump keeps a copy of a remote source; the source is "
-         "already a local file"),
-        (options.compression is not None and not remote_database,
-         "--compress sets the remote pg_dump's compression, which only an "
-         "import from [user@]host runs"),
-        (options.remote_format != DEFAULT_REMOTE_FORMAT
-         and not remote_database,
-         "--remote-format sets how the remote pg_dump dumps, which only an "
-         "import from [user@]host runs"),
-        (options.remote_tmpdir is not None and not directory_route,
-         "--remote-tmpdir is where the remote host writes a directory-format "
-         "dump, which only an import from [user@]host with --remote-format "
-         "directory and --jobs 2 or more makes"),
-    ]
 
 
 @datagovuk.command(short_help="Data migrations + CKAN schema upgrade, all or nothing.")

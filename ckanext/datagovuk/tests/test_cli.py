@@ -137,6 +137,13 @@ USAGE_ERRORS = {
     "host key checking off": (
         ["import", "co@oldhost", "--ssh-option", "StrictHostKeyChecking=no"],
         "host key checking stays on"),
+    "password in --remote-db": (
+        ["import", "co@oldhost", "--remote-db", "dbname=ckan password=x"],
+        "--remote-db must not hold a password"),
+    "keep-dump in a missing folder": (
+        ["import", "co@oldhost", "--keep-dump", "/nonexistent/old.dump"],
+        "--keep-dump /nonexistent/old.dump: directory /nonexistent does not "
+        "exist"),
     "missing identity file": (
         ["import", "co@oldhost", "--identity", "/nonexistent/id_ed25519"],
         "identity file /nonexistent/id_ed25519 does not exist"),

@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_ADMIN_URL_ENV", "DEFAULT_COMPRESSION", "DEFAULT_JOBS",
     "DEFAULT_REMOTE_DB", "DEFAULT_REMOTE_FORMAT", "DEFAULT_REMOTE_PG_DUMP",
     "REMOTE_FORMATS", "BeforeSwap", "ImportOptions", "ImportResult",
+    "check_usage",
     "PlainDumpFilter", "Source", "SshSettings", "TargetState", "backup_name",
     "detect_format", "extension_package", "import_database",
     "parse_source", "parse_version", "plan", "staging_name",
@@ -173,6 +174,15 @@ class _Import:
         self.children.kill_all()
         self.staging.cleanup(failed)
         self.loader.cleanup(failed)
+
+
+def check_usage(source_text: str, options: ImportOptions) -> Source:
+    """The checks that need nothing but the arguments (the import runs them
+    again with what only a running import knows, the remote pg_dump's
+    version): the CLI turns a refusal into a usage error."""
+    source = parse_source(source_text)
+    check_options(source, options, Remote(source, options).directory_route)
+    return source
 
 
 def plan(source: str | Source, target_url,
