@@ -49,6 +49,16 @@ def head(scripts: str = CORE_SCRIPTS) -> str:
     return script_directory(scripts).get_current_head()
 
 
+def legacy_revision(number: int, scripts: str = CORE_SCRIPTS) -> str:
+    """The alembic revision CKAN ships for legacy sqlalchemy-migrate
+    migration ``number`` (its file is named ``0NN_<revision>_...``)."""
+    prefix = f"{number:03d}_"
+    for revision in script_directory(scripts).walk_revisions():
+        if os.path.basename(revision.path).startswith(prefix):
+            return revision.revision
+    raise ValueError(f"CKAN ships no revision for legacy version {number}")
+
+
 def legacy_version(connection: Connection) -> Optional[int]:
     """The sqlalchemy-migrate version of a pre-alembic CKAN database."""
     if not inspect(connection).has_table("migrate_version"):
