@@ -67,6 +67,9 @@ class MigrationOptions:
     archive: bool = True
     migrations_dir: Optional[str] = None
     resolve_email_clash: str = "stop"
+    # False (--no-data-migrations): the pending data migrations are
+    # recorded as skipped, not run; any legacy CKAN can then be upgraded.
+    data_migrations: bool = True
 
 
 @dataclass
@@ -80,6 +83,7 @@ class MigrationReport:
     counts_after: dict[str, int] = field(default_factory=dict)
     data_migrations: list[runner.AppliedMigration] = field(
         default_factory=list)
+    skipped_migrations: list[str] = field(default_factory=list)
     demoted: list[tuple[str, str]] = field(default_factory=list)
     traps: list[preflight.Trap] = field(default_factory=list)
     fixes: list[preflight.AppliedFix] = field(default_factory=list)
@@ -311,7 +315,8 @@ def _run(connection: Connection, report: MigrationReport,
         files = runner.discover(options.migrations_dir)
         pending = [migration.name
                    for migration in runner.pending(connection, files)]
-        state = preflight.check(connection, pending, report.database)
+        state = preflight.check(connection, pending, report.database,
+                                options.data_migrations)
         report.state = state.describe()
         report.schema_before = upgrade.describe_version(connection)
         report.counts_before = counts(connection)
@@ -337,9 +342,13 @@ def _run(connection: Connection, report: MigrationReport,
                          "updates leave its indexes alone")
 
     with steps("data migrations"):
-        report.data_migrations = runner.apply_pending(
-            connection, options.migrations_dir, settings,
-            progress=lambda message: progress(f"  {message}"))
+        if options.data_migrations:
+            report.data_migrations = runner.apply_pending(
+                connection, options.migrations_dir, settings,
+                progress=lambda message: progress(f"  {message}"))
+        else:
+            report.skipped_migrations = runner.skip_pending(
+                connection, options.migrations_dir)
         demoted_after = demoted_sysadmins(connection)
         report.demoted = sorted(
             (name, user_id) for user_id, name in demoted_after.items()
@@ -387,8 +396,13 @@ def format_report(report: MigrationReport) -> str:
             before = report.counts_before.get(name, "-")
             after = report.counts_after.get(name, "-")
             lines.append(f"  {name:<24} {before!s:>8} -> {after!s:>8}")
-    lines.append("Data migrations:" if report.data_migrations
-                 else "Data migrations: nothing to apply")
+    if report.skipped_migrations:
+        lines.append("Data migrations: none run (--no-data-migrations); "
+                     "recorded as skipped: "
+                     + ", ".join(report.skipped_migrations))
+    else:
+        lines.append("Data migrations:" if report.data_migrations
+                     else "Data migrations: nothing to apply")
     for applied in report.data_migrations:
         lines.append(f"  {applied.name} ({applied.duration_seconds:.1f} s)")
         lines.extend(f"    {step}" for step in applied.steps)

@@ -172,7 +172,8 @@ def database_state(connection: Connection,
 def applied_migrations(connection: Connection) -> list[dict]:
     return [{"file": entry.name, "checksum": entry.checksum,
              "applied_at": entry.applied_at.isoformat(),
-             "duration_seconds": entry.duration_seconds}
+             "duration_seconds": entry.duration_seconds,
+             "skipped": entry.skipped}
             for entry in runner.applied(connection).values()]
 
 
