@@ -411,15 +411,9 @@ def find_traps(connection: Connection, plugins: Iterable[str] = ()
                 "blank-emails", blank,
                 "active users with an empty email break the unique email "
                 "indexes of revisions 102/108", "set to NULL"))
-    if 108 in running or 102 in running:
-        clashes = email_clashes(connection)
-        if clashes:
-            traps.append(Trap(
-                "email-clashes", len(clashes),
-                "email addresses shared, ignoring case, by active users "
-                "(revision 108's unique index); checked again after the "
-                "data migrations",
-                "needs a decision: --resolve-email-clash keep-oldest"))
+    clash = email_clash_trap(connection, running)
+    if clash:
+        traps.append(clash)
     if "tracking" in plugins and _has(connection, "tracking_raw"):
         duplicates = tracking_duplicates(connection)
         if duplicates:
@@ -429,6 +423,25 @@ def find_traps(connection: Connection, plugins: Iterable[str] = ()
                 "(user_key, url, access_timestamp), the tracking plugin's "
                 "new primary key", "deleted"))
     return traps
+
+
+def email_clash_trap(connection: Connection,
+                     running: Optional[set[int]] = None) -> Optional[Trap]:
+    """Active users whose emails differ only in case, when a pending
+    revision (102, 108) forbids them: the one trap that needs a person's
+    decision (``--resolve-email-clash``)."""
+    if running is None:
+        running = revisions_to_run(connection)
+    if not running & {102, 108}:
+        return None
+    clashes = email_clashes(connection)
+    if not clashes:
+        return None
+    return Trap("email-clashes", len(clashes),
+                "email addresses shared, ignoring case, by active users "
+                "(revision 108's unique index); checked again after the "
+                "data migrations",
+                "needs a decision: --resolve-email-clash keep-oldest")
 
 
 def tracking_duplicates(connection: Connection) -> int:

@@ -171,6 +171,40 @@ def old_site_template_no_harvest(pg_admin_url, ckan_db_url):
     drop_database(pg_admin_url, name)
 
 
+class LegacySiteTemplates:
+    """Template databases of small generated sites at legacy versions,
+    each built on first use: ``templates[82]`` is the name of one at
+    legacy 82. Copy them with ``make_database(template=...)``."""
+
+    def __init__(self, admin_url: str, ckan_url: str):
+        self.admin_url, self.ckan_url = admin_url, ckan_url
+        self.names: dict[int, str] = {}
+
+    def __getitem__(self, version: int) -> str:
+        from ckanext.datagovuk import oldsite
+
+        if version not in self.names:
+            name = f"legacy_{version}_template"
+            drop_database(self.admin_url, name)
+            oldsite.generate(create_database(self.admin_url, self.ckan_url,
+                                             name),
+                             datasets=oldsite.MIN_DATASETS, version=version)
+            self.names[version] = name
+        return self.names[version]
+
+    def drop(self) -> None:
+        for name in self.names.values():
+            drop_database(self.admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def legacy_site_templates(pg_admin_url, ckan_db_url):
+    """:class:`LegacySiteTemplates` shared by the whole session."""
+    templates = LegacySiteTemplates(pg_admin_url, ckan_db_url)
+    yield templates
+    templates.drop()
+
+
 @pytest.fixture
 def old_site(make_database, old_site_template) -> str:
     """URL (CKAN role) of a fresh copy of the old site, dropped after the

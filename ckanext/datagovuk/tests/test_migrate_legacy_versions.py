@@ -14,8 +14,7 @@ from sqlalchemy.pool import NullPool
 from ckanext.datagovuk import db, migrate, oldsite, runner, status
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
-    TEST_INI, ckan_datagovuk, create_database, drop_database, dump_database,
-    one_line_error, run_command)
+    TEST_INI, ckan_datagovuk, dump_database, one_line_error, run_command)
 from ckanext.datagovuk.tests.conftest import run_sql as query
 
 VERSIONS = oldsite.LEGACY_VERSIONS
@@ -28,32 +27,10 @@ NO_DATA_MIGRATIONS = "--no-data-migrations"
 
 
 @pytest.fixture(scope="module")
-def legacy_templates(pg_admin_url, ckan_db_url):
-    """Legacy version -> name of a template database holding a small
-    generated site at that version (copy it, never connect to it)."""
-    names = {}
-    try:
-        for version in VERSIONS:
-            name = f"legacy_{version}_template"
-            drop_database(pg_admin_url, name)
-            oldsite.generate(create_database(pg_admin_url, ckan_db_url, name),
-                             datasets=oldsite.MIN_DATASETS, version=version)
-            names[version] = name
-        yield names
-    finally:
-        for name in names.values():
-            drop_database(pg_admin_url, name)
-
-
-@pytest.fixture(scope="module")
 def fresh_schema(ckan_head_template, ckan_db_url):
     url = db.with_database(ckan_db_url, ckan_head_template)
     return dump_database(url.render_as_string(hide_password=False),
                          "-s", "-n", "public")
-
-
-def migrate_args(with_001: bool) -> list[str]:
-    return MIGRATE + ([] if with_001 else [NO_DATA_MIGRATIONS])
 
 
 def collect_status(url: str) -> dict:
@@ -67,15 +44,18 @@ def collect_status(url: str) -> dict:
 @pytest.mark.parametrize("version,with_001", CASES,
                          ids=[f"{v}-{'001' if w else 'no-data-migrations'}"
                               for v, w in CASES])
-def test_a_legacy_site_reaches_head(version, with_001, legacy_templates,
+def test_a_legacy_site_reaches_head(version, with_001, legacy_site_templates,
                                     make_database, fresh_schema):
-    url = make_database(template=legacy_templates[version])
+    url = make_database(template=legacy_site_templates[version])
     datasets = query(url, "SELECT count(*) FROM package")[0][0]
 
-    result = ckan_datagovuk(migrate_args(with_001), db_url=url)
+    report = migrate.migrate(url, [], runner.settings_from_config(),
+                             migrate.MigrationOptions(
+                                 resolve_email_clash="keep-oldest",
+                                 data_migrations=with_001))
 
-    assert result.returncode == 0, result.stderr
-    assert f"schema version: legacy {version} -> alembic " in result.stdout
+    assert report.schema_before == f"legacy {version}"
+    assert report.schema_after.endswith("(head)")
     check = run_command(["ckan", "-c", TEST_INI, "db", "check"], db_url=url)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "Database schema is up to date" in check.stdout
@@ -92,9 +72,9 @@ def test_a_legacy_site_reaches_head(version, with_001, legacy_templates,
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_skipped_data_migrations_are_not_pending_again(version,
-                                                       legacy_templates,
+                                                       legacy_site_templates,
                                                        make_database):
-    url = make_database(template=legacy_templates[version])
+    url = make_database(template=legacy_site_templates[version])
     tags = query(url, "SELECT count(*) FROM tag")[0][0]
     migrate.migrate(url, [], runner.settings_from_config(),
                     migrate.MigrationOptions(resolve_email_clash="keep-oldest",
@@ -115,8 +95,8 @@ def test_skipped_data_migrations_are_not_pending_again(version,
 @pytest.mark.parametrize("version", [v for v in VERSIONS
                                      if v not in VERSIONS_001_APPLIES_TO])
 def test_without_the_option_a_site_001_cannot_apply_to_is_refused(
-        version, legacy_templates, make_database):
-    url = make_database(template=legacy_templates[version])
+        version, legacy_site_templates, make_database):
+    url = make_database(template=legacy_site_templates[version])
     before = dump_database(url)
 
     with pytest.raises(OperatorError) as refused:
@@ -128,9 +108,9 @@ def test_without_the_option_a_site_001_cannot_apply_to_is_refused(
     assert dump_database(url) == before
 
 
-def test_the_refusal_is_one_line_naming_the_option(legacy_templates,
+def test_the_refusal_is_one_line_naming_the_option(legacy_site_templates,
                                                   make_database):
-    url = make_database(template=legacy_templates[82])
+    url = make_database(template=legacy_site_templates[82])
     before = dump_database(url)
 
     result = ckan_datagovuk(MIGRATE, db_url=url)
@@ -142,11 +122,36 @@ def test_the_refusal_is_one_line_naming_the_option(legacy_templates,
 
 
 def test_no_data_migrations_with_skip_upgrade_is_a_usage_error(
-        legacy_templates, make_database):
-    url = make_database(template=legacy_templates[71])
+        legacy_site_templates, make_database):
+    url = make_database(template=legacy_site_templates[71])
 
     result = ckan_datagovuk(["migrate", NO_DATA_MIGRATIONS, "--skip-upgrade"],
                             db_url=url)
 
     assert result.returncode == 2
     assert NO_DATA_MIGRATIONS in one_line_error(result)
+
+
+def test_migrate_from_a_dump_of_a_legacy_site(legacy_site_templates,
+                                              make_database, ckan_db_url,
+                                              tmp_path):
+    """The whole move with --no-data-migrations, from a dump of a CKAN 2.5
+    (legacy 82) site into this site's (empty) database."""
+    dump = str(tmp_path / "legacy82.dump")
+    oldsite.write_dump(db.with_database(ckan_db_url,
+                                        legacy_site_templates[82]), dump)
+    url = make_database()
+    args = ["migrate", "--from", dump, NO_DATA_MIGRATIONS,
+            "--resolve-email-clash", "keep-oldest"]
+
+    plan = ckan_datagovuk(args + ["--plan"], db_url=url)
+    result = ckan_datagovuk(args, db_url=url)
+
+    assert plan.returncode == 0, plan.stderr
+    assert "no data migrations (001_bytemark_to_govuk.sql recorded as " \
+        "skipped)" in plan.stdout
+    assert result.returncode == 0, result.stderr
+    assert "schema version: legacy 82 -> alembic " in result.stdout
+    assert query(url, "SELECT filename, skipped FROM "
+                 "datagovuk.applied_migrations") == [
+        (m.name, True) for m in runner.discover()]
