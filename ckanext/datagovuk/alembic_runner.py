@@ -29,6 +29,9 @@ CORE_VERSION_TABLE = "alembic_version"
 # CKAN 2.2's schema: legacy sqlalchemy-migrate 071 is alembic c16f081ef73a.
 CKAN_22_REVISION = "c16f081ef73a"
 CKAN_22_LEGACY_VERSION = 71
+# The last legacy sqlalchemy-migrate version: CKAN's revision 090 drops
+# migrate_version; CKAN 2.12 ships 001 to 089 as alembic revisions.
+LAST_LEGACY_VERSION = 89
 
 StepCallback = Callable[[str, str, float], None]
 

@@ -51,8 +51,6 @@ LEGACY_VERSION = alembic_runner.CKAN_22_LEGACY_VERSION
 # groups, 78 no old authorization tables, 83 no related items, 84
 # package.metadata_created, 86 no user.openid).
 LEGACY_VERSIONS = (71, 72, 73, 74, 79, 82, 86)
-# The first legacy version without migrate_version (CKAN's 090 drops it).
-FIRST_ALEMBIC_ONLY_VERSION = 90
 # sqlalchemy-migrate's repository id for CKAN (ckan/migration/migrate.cfg)
 # and where the old site had CKAN installed.
 MIGRATE_REPOSITORY_ID = "Ckan Migrations"
@@ -350,10 +348,10 @@ def build_schema(url, harvest: bool = True, progress: Progress = None,
 
 
 def _check_version(version: int) -> None:
-    if not LEGACY_VERSION <= version < FIRST_ALEMBIC_ONLY_VERSION:
+    if not LEGACY_VERSION <= version <= alembic_runner.LAST_LEGACY_VERSION:
         raise OperatorError(
             f"--legacy-version must be from {LEGACY_VERSION} (CKAN 2.2) to "
-            f"{FIRST_ALEMBIC_ONLY_VERSION - 1} (got {version})")
+            f"{alembic_runner.LAST_LEGACY_VERSION} (got {version})")
 
 
 # Tables and columns the generator fills that exist only from, or only

@@ -182,6 +182,13 @@ def check(connection: Connection, pending_migrations: Iterable[str] = (),
             f"the database{where} is not a CKAN database (no migrate_version "
             f"or alembic_version with package and user tables; it has "
             f"{tables})")
+    if state.kind == "legacy" and not (
+            1 <= state.legacy_version <= alembic_runner.LAST_LEGACY_VERSION):
+        raise OperatorError(
+            f"the database{where} says it is at legacy sqlalchemy-migrate "
+            f"version {state.legacy_version}, which no CKAN had (they run "
+            f"from 1 to {alembic_runner.LAST_LEGACY_VERSION}): check "
+            "migrate_version")
     blocked = data_migrations_blocked(state, pending_migrations)
     if data_migrations and blocked:
         raise OperatorError(blocked)

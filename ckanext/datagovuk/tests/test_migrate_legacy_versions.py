@@ -155,3 +155,19 @@ def test_migrate_from_a_dump_of_a_legacy_site(legacy_site_templates,
     assert query(url, "SELECT filename, skipped FROM "
                  "datagovuk.applied_migrations") == [
         (m.name, True) for m in runner.discover()]
+
+
+@pytest.mark.parametrize("version", [0, 95])
+def test_a_legacy_version_no_ckan_had_is_refused(version,
+                                                 legacy_site_templates,
+                                                 make_database):
+    url = make_database(template=legacy_site_templates[71])
+    query(url, "UPDATE migrate_version SET version = %s", (version,))
+    before = dump_database(url)
+
+    with pytest.raises(OperatorError, match=f"legacy sqlalchemy-migrate "
+                       f"version {version}, which no CKAN had"):
+        migrate.migrate(url, [], runner.settings_from_config(),
+                        migrate.MigrationOptions(data_migrations=False))
+
+    assert dump_database(url) == before

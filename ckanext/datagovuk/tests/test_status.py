@@ -360,6 +360,11 @@ class States:
         execute(url, "DELETE FROM migrate_version")
         return url
 
+    def legacy_version_no_ckan_had(self):
+        url = self.legacy_82()
+        execute(url, "UPDATE migrate_version SET version = 95")
+        return url
+
     def old_site_emails_clash(self):
         return self.copy("old_site_template")
 
@@ -402,6 +407,7 @@ STATES = {
     "empty": "import",
     "not_ckan": None,
     "empty_migrate_version": None,
+    "legacy_version_no_ckan_had": None,
     "old_site_emails_clash": None,
     "old_site": "migrate",
     "old_site_data_migrated": "migrate",
