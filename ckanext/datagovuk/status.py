@@ -254,7 +254,8 @@ def next_step(connection: Connection, database: dict, data: dict,
         return NextStep(None, (
             "migrate_version holds no CKAN version, so neither CKAN nor "
             "`datagovuk migrate` can tell which of CKAN's migrations this "
-            "database has had: import the old site's dump again"))
+            "database has had: check that the dump was complete, or put "
+            "back CKAN's row (the version the old CKAN reached)"))
     if data["changed"]:
         names = ", ".join(data["changed"])
         return NextStep(None, (
@@ -301,9 +302,9 @@ def migrate_step(connection: Connection, data: dict,
             f"{command_line(step, config_path, '--resolve-email-clash', 'keep-oldest')}"
             " (the oldest account keeps the address)"))
     if step == NO_DATA_MIGRATIONS:
-        why += (f"; they cannot apply to a {state.describe()} (no CKAN 2.2 "
-                "tables): the upgrade runs without them and records them "
-                "as skipped")
+        why += (f"; they need CKAN 2.2's tables, which this {state.describe()} "
+                "lacks: the upgrade runs without them and records them as "
+                "skipped")
     return NextStep(step, why)
 
 

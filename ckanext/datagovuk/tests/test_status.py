@@ -479,6 +479,6 @@ def test_status_tells_whether_the_data_migrations_apply(request):
 
     assert old["data_migrations"]["applicable"] is True
     assert legacy["data_migrations"]["applicable"] is False
-    assert "cannot apply to a CKAN database at legacy sqlalchemy-migrate " \
-        "version 82" in legacy["next_reason"]
+    assert "CKAN 2.2's tables, which this CKAN database at legacy " \
+        "sqlalchemy-migrate version 82" in legacy["next_reason"]
     assert "--no-data-migrations skips them" in status.format_text(legacy)
