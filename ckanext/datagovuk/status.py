@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 import ckan.migration
 
-from ckanext.datagovuk import runner
+from ckanext.datagovuk import legacy, runner
 
 CORE_SCRIPTS = os.path.dirname(ckan.migration.__file__)
 LEDGER_SCHEMA = "datagovuk"
@@ -136,8 +136,7 @@ def database_state(connection: Connection,
     }
     has_ckan_tables = {"user", "package"} <= public
     if "migrate_version" in public and has_ckan_tables:
-        version = connection.execute(
-            text("SELECT version FROM migrate_version")).scalar()
+        version = legacy.ckan_legacy_version(connection)
         # Every revision numbered at or below the legacy version is a no-op.
         remaining = [rev for rev in script.walk_revisions()
                      if (_revision_ordinal(script, rev.revision) or 0)

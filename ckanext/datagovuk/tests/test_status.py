@@ -17,8 +17,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import oldsite, runner, status
-from ckanext.datagovuk.tests.conftest import (ckan_datagovuk, dump_database,
-                                              paster_datagovuk)
+from ckanext.datagovuk.tests.conftest import (
+    ckan_datagovuk, dump_database, paster_datagovuk,
+    put_another_extensions_row_first)
 from ckanext.datagovuk.tests.conftest import run_sql as execute
 
 SITE_USER = "test.ckan.net"   # ckan.site_id of test.ini
@@ -306,3 +307,13 @@ def test_a_database_of_something_else_is_not_ckan(make_database):
     assert state["counts"] is None
     assert state["next"] == "import"
     assert "not a CKAN database" in status.format_text(state)
+
+
+def test_ckans_legacy_version_when_another_extensions_row_comes_first(
+        old_site):
+    put_another_extensions_row_first(old_site)
+    database = status_json(old_site)["database"]
+    assert database["legacy_version"] == oldsite.LEGACY_VERSION
+    assert database["pending_core_count"] == (database["head_number"]
+                                              - oldsite.LEGACY_VERSION)
+
