@@ -7,7 +7,8 @@ anything else.  Driving the same migration scripts through alembic's
 around CKAN's upgrade bugs and the upgrade itself commit or roll back as one.
 What CKAN's ``Repository.setup_migration_version_control`` sets is set here
 too: the legacy sqlalchemy-migrate version, which makes every revision
-numbered at or below it a no-op.
+numbered at or below it a no-op (CKAN's own row of ``migrate_version``,
+:func:`legacy.ckan_legacy_version`, never the first row it finds).
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 import ckan.migration
@@ -60,14 +60,6 @@ def legacy_revision(number: int, scripts: str = CORE_SCRIPTS) -> str:
         if os.path.basename(revision.path).startswith(prefix):
             return revision.revision
     raise ValueError(f"CKAN ships no revision for legacy version {number}")
-
-
-def legacy_version(connection: Connection) -> Optional[int]:
-    """The sqlalchemy-migrate version of a pre-alembic CKAN database."""
-    if not inspect(connection).has_table("migrate_version"):
-        return None
-    return connection.execute(
-        text("SELECT version FROM migrate_version")).scalar()
 
 
 def current_revision(connection: Connection,

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Optional
 
 from sqlalchemy.engine import Connection
 
-from ckanext.datagovuk import db
+from ckanext.datagovuk import db, legacy
 from ckanext.datagovuk.errors import OperatorError
 
 LEGACY_SCHEMA = "datagovuk_legacy"
@@ -40,7 +40,9 @@ HARVEST_TABLES = ("harvest_source", "harvest_job", "harvest_object",
 
 # Tables CKAN's migrations after legacy 071 drop in their upgrade(), with
 # the revision doing it (grep drop_table/DROP TABLE in ckan/migration/
-# versions/07[2-9]..109; migrate_version (090) holds nothing to keep).
+# versions/07[2-9]..109).  migrate_version (090): CKAN's own row says
+# nothing once the upgrade has run; the other extensions' rows are moved
+# (archive_migrate_version_rows).
 DROPPED_BY_UPGRADE = {
     "resource_group": "074", "resource_group_revision": "074",
     "role_action": "078", "package_role": "078", "group_role": "078",
@@ -84,6 +86,8 @@ class ArchiveResult:
     tables: list[ArchivedTable] = field(default_factory=list)
     foreign_keys_dropped: list[str] = field(default_factory=list)
     emptied: dict[str, int] = field(default_factory=dict)
+    # Rows of other extensions moved out of migrate_version.
+    migrate_version_rows: int = 0
 
     def named(self, how: str) -> list[ArchivedTable]:
         return [table for table in self.tables if table.how == how]
@@ -240,6 +244,19 @@ def empty_for_upgrade(connection: Connection, copy: list[str],
     result.emptied = full
 
 
+def archive_migrate_version_rows(connection: Connection,
+                                 result: ArchiveResult,
+                                 progress: Optional[Progress] = None) -> None:
+    """Other extensions' rows of ``migrate_version`` (even with
+    --no-archive: CKAN reads the first row it finds, and revision 090 drops
+    the table)."""
+    result.migrate_version_rows += legacy.move_other_rows(connection,
+                                                          LEGACY_SCHEMA)
+    if progress and result.migrate_version_rows:
+        progress(f"    moved {result.migrate_version_rows} other extensions' "
+                 "row(s) of migrate_version")
+
+
 def plan(connection: Connection, plugins: Iterable[str],
          known: Optional[set[str]] = None) -> tuple[list[str], list[str]]:
     from ckanext.datagovuk.upgrade import revisions_to_run
@@ -257,10 +274,12 @@ def archive(connection: Connection, plugins: Iterable[str] = (),
     move, copy = plan(connection, plugins, known)
     result = ArchiveResult()
     if not move and not (copy and archive_dropped) and \
-            not rows_to_empty(connection, copy):
+            not rows_to_empty(connection, copy) and \
+            not legacy.other_rows(connection):
         return result
     connection.exec_driver_sql(
         f"CREATE SCHEMA IF NOT EXISTS {db.quote_identifier(LEGACY_SCHEMA)}")
+    archive_migrate_version_rows(connection, result, progress)
     reasons = {}
     for table in move:
         if table in DGU_TABLES:

@@ -432,6 +432,10 @@ def format_report(report: MigrationReport) -> str:
         for table in report.archive.tables:
             lines.append(f"  {table.how} {table.name} ({table.rows} rows): "
                          f"{table.reason}")
+    if report.archive and report.archive.migrate_version_rows:
+        lines.append(f"  moved {report.archive.migrate_version_rows} other "
+                     "extensions' row(s) of migrate_version to "
+                     f"{report.archive.schema}.migrate_version")
     elif not report.options.skip_upgrade:
         lines.append("Archived: nothing" + (
             " (--no-archive: tables CKAN's upgrade drops were not copied)"

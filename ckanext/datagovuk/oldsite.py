@@ -53,7 +53,7 @@ LEGACY_VERSION = alembic_runner.CKAN_22_LEGACY_VERSION
 LEGACY_VERSIONS = (71, 72, 73, 74, 79, 82, 86)
 # sqlalchemy-migrate's repository id for CKAN (ckan/migration/migrate.cfg)
 # and where the old site had CKAN installed.
-MIGRATE_REPOSITORY_ID = "Ckan Migrations"
+MIGRATE_REPOSITORY_ID = "Ckan"
 MIGRATE_REPOSITORY_PATH = "/usr/lib/ckan/dgu/src/ckan/ckan/migration"
 
 # The indexes production carried ahead of CKAN's 079/080 (which create them

@@ -51,6 +51,7 @@ from sqlalchemy.engine import Connection
 
 from ckanext.datagovuk import alembic_runner, archive, db, upgrade
 from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.legacy import ckan_legacy_version
 
 # The data migrations (data.gov.uk's 001) run on CKAN 2.2's schema, before
 # the upgrade, and read or change these tables; CKAN's later legacy
@@ -134,7 +135,7 @@ def classify(connection: Connection) -> DatabaseState:
     if not tables:
         return DatabaseState("empty", head=head)
     revision = alembic_runner.current_revision(connection)
-    legacy = alembic_runner.legacy_version(connection)
+    legacy = ckan_legacy_version(connection)
     is_ckan = all(table in tables for table in CKAN_MARKER_TABLES)
     if revision and is_ckan:
         return DatabaseState("alembic", legacy, revision, head, tables)

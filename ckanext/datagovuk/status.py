@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 import ckan.migration
 
-from ckanext.datagovuk import preflight, runner
+from ckanext.datagovuk import legacy, preflight, runner
 from ckanext.datagovuk.errors import OperatorError
 
 CORE_SCRIPTS = os.path.dirname(ckan.migration.__file__)
@@ -151,11 +151,19 @@ def database_state(connection: Connection,
         "head": head, "head_number": _revision_ordinal(script, head),
         "at_head": False, "pending_core_migrations": None,
         "pending_core_count": None, "pending_plugin_migrations": {},
+        # Why CKAN's legacy version cannot be read (legacy.py), if it can't.
+        "legacy_version_problem": None,
     }
     has_ckan_tables = {"user", "package"} <= public
     if "migrate_version" in public and has_ckan_tables:
-        version = connection.execute(
-            text("SELECT version FROM migrate_version")).scalar()
+        try:
+            version = legacy.ckan_legacy_version(connection)
+        except OperatorError as error:
+            version, state["legacy_version_problem"] = None, str(error)
+        if version is None and not state["legacy_version_problem"]:
+            state["legacy_version_problem"] = (
+                "CKAN's row of migrate_version holds no version: the legacy "
+                "schema version is unknown")
         # Every revision numbered at or below the legacy version is a no-op.
         remaining = [rev for rev in script.walk_revisions()
                      if (_revision_ordinal(script, rev.revision) or 0)
@@ -251,11 +259,7 @@ def next_step(connection: Connection, database: dict, data: dict,
             f"{command_line('import', config_path, '--replace')} (the "
             "current database is kept under a backup name)"))
     if database["kind"] == "legacy" and database["legacy_version"] is None:
-        return NextStep(None, (
-            "migrate_version holds no CKAN version, so neither CKAN nor "
-            "`datagovuk migrate` can tell which of CKAN's migrations this "
-            "database has had: check that the dump was complete, or put "
-            "back CKAN's row (the version the old CKAN reached)"))
+        return NextStep(None, database["legacy_version_problem"])
     if data["changed"]:
         names = ", ".join(data["changed"])
         return NextStep(None, (
@@ -312,7 +316,8 @@ def data_migrations_applicable(connection: Connection, database: dict,
                                pending: list[str]) -> Optional[bool]:
     """Whether the pending data migrations can run here (None: nothing
     pending, or not a CKAN database)."""
-    if not pending or not database["is_ckan"]:
+    if not pending or not database["is_ckan"] or \
+            database["legacy_version_problem"]:
         return None
     return preflight.data_migrations_blocked(
         preflight.classify(connection), pending) is None
@@ -398,7 +403,7 @@ def describe_database(database: dict) -> str:
     if database["kind"] == "not-ckan":
         return "not a CKAN database"
     if database["kind"] == "legacy" and database["legacy_version"] is None:
-        return "legacy CKAN schema, but migrate_version holds no CKAN version"
+        return "legacy CKAN schema at an unknown version"
     if database["kind"] == "legacy":
         return (f"legacy CKAN schema, sqlalchemy-migrate version "
                 f"{database['legacy_version']}")

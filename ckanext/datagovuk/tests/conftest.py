@@ -300,6 +300,23 @@ def run_sql(url, statement, params=None):
         conn.close()
 
 
+# ckanext-doi's row of the shared migrate_version table, as its docs show.
+DOI_MIGRATE_VERSION_ROW = (
+    "DOI", "/usr/lib/ckan/default/src/ckanext-doi/ckanext/doi/migration", 2)
+
+
+def put_another_extensions_row_first(url: str) -> None:
+    """Store ckanext-doi's row of ``migrate_version`` before CKAN's, as a
+    real site has it after a legacy ``paster db upgrade`` rewrote CKAN's
+    row (a fresh heap is read in insertion order)."""
+    rows = run_sql(url, "SELECT * FROM migrate_version")
+    run_sql(url, "DELETE FROM migrate_version")
+    run_sql(url, "VACUUM FULL migrate_version")
+    for row in [DOI_MIGRATE_VERSION_ROW, *rows]:
+        run_sql(url, "INSERT INTO migrate_version VALUES (%s, %s, %s)", row)
+    assert run_sql(url, "SELECT version FROM migrate_version")[0][0] == 2
+
+
 # A stand-in for the remote pg_dump, given to import with --remote-pg-dump
 # (run on the "remote host" through ssh). It sends the first BURST bytes
 # (past the table of contents, so pg_restore is already loading) and

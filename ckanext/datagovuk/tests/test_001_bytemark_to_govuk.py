@@ -284,7 +284,7 @@ def build_schema_22(url: str) -> None:
         DROP TABLE alembic_version;
         CREATE TABLE migrate_version (repository_id varchar(250) PRIMARY KEY,
                                       repository_path text, version integer);
-        INSERT INTO migrate_version VALUES ('Ckan Migrations',
+        INSERT INTO migrate_version VALUES ('Ckan',
             '/usr/lib/ckan/default/src/ckan/ckan/migration', 71);""")
 
 

@@ -17,8 +17,9 @@ import pytest
 from ckanext.datagovuk import archive, db, migrate, oldsite, runner
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
-    TEST_INI, admin_execute, ckan_datagovuk, dump_database, one_line_error,
-    paster_datagovuk, run_command)
+    DOI_MIGRATE_VERSION_ROW, TEST_INI, admin_execute, ckan_datagovuk,
+    dump_database, one_line_error, paster_datagovuk,
+    put_another_extensions_row_first, run_command)
 from ckanext.datagovuk.tests.conftest import run_sql as query
 
 KNOWN = oldsite.KNOWN_CASES
@@ -371,6 +372,32 @@ def test_skip_upgrade_commits_the_data_migrations_only(old_site):
     assert query(old_site, "SELECT count(*) FROM tag")[0][0] == 0
     assert query(old_site, "SELECT filename FROM datagovuk.applied_migrations"
                  ) == [("001_bytemark_to_govuk.sql",)]
+
+
+# --- migrate_version shared with other extensions (issue 15, item 1) -------
+
+def test_ckans_row_is_read_when_another_extensions_row_comes_first(old_site):
+    put_another_extensions_row_first(old_site)
+    report = migrate_in_process(old_site, resolve_email_clash="keep-oldest")
+    assert report.schema_before == "legacy 71"
+    assert report.schema_after.endswith("(head)")
+    # The other extension's row outlives revision 090, in the archive.
+    assert query(old_site, "SELECT * FROM datagovuk_legacy.migrate_version"
+                 ) == [DOI_MIGRATE_VERSION_ROW]
+    assert query(old_site, "SELECT to_regclass('public.migrate_version')"
+                 ) == [(None,)]
+    assert report.archive.migrate_version_rows == 1
+    assert "moved 1 other extensions' row(s) of migrate_version" in \
+        report.to_text()
+
+
+def test_two_rows_that_look_like_ckans_are_refused_in_one_line(old_site):
+    query(old_site, "INSERT INTO migrate_version VALUES "
+          "('ckan-2.1', '/srv/ckan/ckan/migration', 70)")
+    before = dump_database(old_site)
+    message = assert_untouched(old_site, before,
+                               ckan_datagovuk(MIGRATE, db_url=old_site))
+    assert "2 rows that look like CKAN's" in message
 
 
 def test_a_second_migrate_refuses_while_one_runs(old_site):

@@ -73,7 +73,7 @@ def schema_dump(url: str) -> str:
 
 def test_migrate_version_is_71_and_no_alembic_version(site):
     assert query(site, "SELECT repository_id, version FROM migrate_version") \
-        == [("Ckan Migrations", 71)]
+        == [("Ckan", 71)]
     assert "alembic_version" not in table_names(site)
     column_types = query(site, """
         SELECT column_name, data_type, character_maximum_length

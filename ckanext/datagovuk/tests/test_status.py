@@ -18,9 +18,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import migrate, oldsite, runner, status
-from ckanext.datagovuk.tests.conftest import (TEST_INI, ckan_datagovuk,
-                                              dump_database, paster_datagovuk,
-                                              run_command)
+from ckanext.datagovuk.tests.conftest import (
+    TEST_INI, ckan_datagovuk, dump_database, paster_datagovuk,
+    put_another_extensions_row_first, run_command)
 from ckanext.datagovuk.tests.conftest import run_sql as execute
 
 SITE_USER = "test.ckan.net"   # ckan.site_id of test.ini
@@ -325,6 +325,15 @@ def test_a_database_of_something_else_is_not_ckan(make_database):
     assert "not a CKAN database" in status.format_text(state)
 
 
+def test_ckans_legacy_version_when_another_extensions_row_comes_first(
+        old_site):
+    put_another_extensions_row_first(old_site)
+    database = status_json(old_site)["database"]
+    assert database["legacy_version"] == oldsite.LEGACY_VERSION
+    assert database["pending_core_count"] == (database["head_number"]
+                                              - oldsite.LEGACY_VERSION)
+
+
 # --- what status recommends runs, in every state the tests build ------------
 
 CLASHING_EMAILS_MADE_UNIQUE = """
@@ -460,7 +469,8 @@ def test_an_empty_migrate_version_is_explained_not_counted(request):
 
     assert state["database"]["pending_core_count"] is None
     assert "version None" not in text and "109 pending" not in text
-    assert "migrate_version holds no CKAN version" in text
+    assert "legacy CKAN schema at an unknown version" in text
+    assert "migrate_version has no row for CKAN itself" in text
     assert state["next_command"] is None
 
 
