@@ -201,7 +201,7 @@ def test_users_publishers_kept_others_gone_names_valid(migrated):
     for name in gone:
         assert before["users"][name] not in ids, name
     for name in (KNOWN.publishing_admin, KNOWN.publishing_editor,
-                 *KNOWN.same_fullname_users):
+                 KNOWN.deleted_membership_only, *KNOWN.same_fullname_users):
         assert before["users"][name] in ids, name
     names = [row[0] for row in query(url, 'SELECT name FROM "user"')]
     assert len(names) == len(set(names))
