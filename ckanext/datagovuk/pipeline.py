@@ -83,11 +83,12 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
     steps += ["     " + line for line in transfer.plan(
         source, target_url, import_options)]
     migrations = runner.discover(migration_options.migrations_dir)
-    steps.append("2. in the staging database, in one transaction: the data "
+    steps.append("2. in the staging database, in one transaction: the "
+                 "archive's copy of the history to datagovuk_legacy, the data "
                  "migrations " + (", ".join(m.name for m in migrations)
                                   or "(none)")
                  + ("" if migration_options.skip_upgrade else
-                    ", the archive of legacy tables to datagovuk_legacy, "
+                    ", the tables CKAN does not know moved to datagovuk_legacy, "
                     "CKAN's schema upgrade to head"
                     + (f" and the migrations of {', '.join(plugins)}"
                        if plugins else "")))
