@@ -7,7 +7,8 @@ anything else.  Driving the same migration scripts through alembic's
 around CKAN's upgrade bugs and the upgrade itself commit or roll back as one.
 What CKAN's ``Repository.setup_migration_version_control`` sets is set here
 too: the legacy sqlalchemy-migrate version, which makes every revision
-numbered at or below it a no-op.
+numbered at or below it a no-op (CKAN's own row of ``migrate_version``,
+:func:`legacy.ckan_legacy_version`, never the first row it finds).
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 import ckan.migration
@@ -29,6 +29,9 @@ CORE_VERSION_TABLE = "alembic_version"
 # CKAN 2.2's schema: legacy sqlalchemy-migrate 071 is alembic c16f081ef73a.
 CKAN_22_REVISION = "c16f081ef73a"
 CKAN_22_LEGACY_VERSION = 71
+# The last legacy sqlalchemy-migrate version: CKAN's revision 090 drops
+# migrate_version; CKAN 2.12 ships 001 to 089 as alembic revisions.
+LAST_LEGACY_VERSION = 89
 
 StepCallback = Callable[[str, str, float], None]
 
@@ -49,12 +52,14 @@ def head(scripts: str = CORE_SCRIPTS) -> str:
     return script_directory(scripts).get_current_head()
 
 
-def legacy_version(connection: Connection) -> Optional[int]:
-    """The sqlalchemy-migrate version of a pre-alembic CKAN database."""
-    if not inspect(connection).has_table("migrate_version"):
-        return None
-    return connection.execute(
-        text("SELECT version FROM migrate_version")).scalar()
+def legacy_revision(number: int, scripts: str = CORE_SCRIPTS) -> str:
+    """The alembic revision CKAN ships for legacy sqlalchemy-migrate
+    migration ``number`` (its file is named ``0NN_<revision>_...``)."""
+    prefix = f"{number:03d}_"
+    for revision in script_directory(scripts).walk_revisions():
+        if os.path.basename(revision.path).startswith(prefix):
+            return revision.revision
+    raise ValueError(f"CKAN ships no revision for legacy version {number}")
 
 
 def current_revision(connection: Connection,

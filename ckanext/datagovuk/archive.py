@@ -9,10 +9,16 @@ Two kinds of table leave the live (``public``) schema before CKAN's upgrade:
   ``public`` or ``ckan db check`` fails; nothing here ever drops them.
 * tables CKAN's upgrade drops (the ``*_revision`` history, ``revision``, the
   old authorization tables, ``related``, ``rating``, ``resource_group``,
-  ``package_extra``/``group_extra`` ...) are COPIED there
-  (``CREATE TABLE ... AS SELECT``: data only, no keys), because the upgrade
-  needs the originals.  ``archive_dropped=False`` (``--no-archive``) skips
-  the copies only.
+  ``package_extra``/``group_extra`` ...) and the tags with their history
+  (which the data migration deletes) are COPIED there (``CREATE TABLE ...
+  AS SELECT``: data only, no keys), because the upgrade needs the
+  originals.  :func:`copy_history` takes these copies before any data
+  migration runs, so they hold the site as it was; a copy is taken once
+  and kept by later runs.  ``archive_dropped=False`` (``--no-archive``)
+  skips the copies only.
+
+Other extensions' rows of ``migrate_version`` move to
+``datagovuk_legacy.migrate_version`` with the copies.
 
 Archived tables keep no foreign key into the live schema, so ``ckan db
 check`` stays clean and ``DROP SCHEMA datagovuk_legacy CASCADE`` purges the
@@ -26,7 +32,7 @@ from typing import Callable, Iterable, Optional
 
 from sqlalchemy.engine import Connection
 
-from ckanext.datagovuk import db
+from ckanext.datagovuk import db, legacy
 from ckanext.datagovuk.errors import OperatorError
 
 LEGACY_SCHEMA = "datagovuk_legacy"
@@ -40,7 +46,9 @@ HARVEST_TABLES = ("harvest_source", "harvest_job", "harvest_object",
 
 # Tables CKAN's migrations after legacy 071 drop in their upgrade(), with
 # the revision doing it (grep drop_table/DROP TABLE in ckan/migration/
-# versions/07[2-9]..109; migrate_version (090) holds nothing to keep).
+# versions/07[2-9]..109).  migrate_version (090): CKAN's own row says
+# nothing once the upgrade has run; the other extensions' rows are moved
+# (archive_migrate_version_rows).
 DROPPED_BY_UPGRADE = {
     "resource_group": "074", "resource_group_revision": "074",
     "role_action": "078", "package_role": "078", "group_role": "078",
@@ -56,6 +64,10 @@ DROPPED_BY_UPGRADE = {
     "package_extra_revision": "107", "resource_revision": "107",
     "member_revision": "107", "revision": "107",
 }
+# The tags and their history: the data migration deletes them (tags are a
+# deprecated feature on the new site), and the history of the datasets
+# needs them.  Copied with the tables CKAN's upgrade drops.
+TAG_TABLES = ("tag", "package_tag", "package_tag_revision", "vocabulary")
 # Revision 083 drops the related-item tables only when they are empty (it
 # prints a warning and keeps them otherwise, and `ckan db check` then fails):
 # their rows are archived (even with --no-archive: they must leave public)
@@ -84,6 +96,8 @@ class ArchiveResult:
     tables: list[ArchivedTable] = field(default_factory=list)
     foreign_keys_dropped: list[str] = field(default_factory=list)
     emptied: dict[str, int] = field(default_factory=dict)
+    # Rows of other extensions moved out of migrate_version.
+    migrate_version_rows: int = 0
 
     def named(self, how: str) -> list[ArchivedTable]:
         return [table for table in self.tables if table.how == how]
@@ -198,21 +212,31 @@ def move_tables(connection: Connection, tables: list[str], reasons: dict,
             progress(f"    moved {table} ({result.tables[-1].rows} rows)")
 
 
+def _copy_reason(table: str) -> str:
+    if table in DROPPED_BY_UPGRADE:
+        return f"dropped by CKAN migration {DROPPED_BY_UPGRADE[table]}"
+    return "tags, which the data migration deletes"
+
+
+def not_copied_yet(connection: Connection, tables: Iterable[str]) -> list[str]:
+    """``tables`` without a copy in the archive.  A copy left by an earlier
+    run (``--skip-upgrade``) is kept: it was taken before that run's data
+    migrations changed the live table."""
+    return [table for table in tables
+            if not _exists(connection, LEGACY_SCHEMA, table)]
+
+
 def copy_tables(connection: Connection, tables: list[str],
                 result: ArchiveResult,
                 progress: Optional[Progress] = None) -> None:
-    for table in tables:
+    for table in not_copied_yet(connection, tables):
         started = time.monotonic()
-        # A copy left by an earlier run that stopped before the upgrade
-        # (--skip-upgrade) is replaced: the live table is the newer one.
-        connection.exec_driver_sql(
-            f"DROP TABLE IF EXISTS {_qualified(LEGACY_SCHEMA, table)}")
         connection.exec_driver_sql(
             f"CREATE TABLE {_qualified(LEGACY_SCHEMA, table)} AS "
             f"SELECT * FROM {_qualified('public', table)}")
         result.tables.append(ArchivedTable(
             table, _row_count(connection, LEGACY_SCHEMA, table), "copied",
-            f"dropped by CKAN migration {DROPPED_BY_UPGRADE[table]}"))
+            _copy_reason(table)))
         if progress:
             progress(f"    copied {table} ({result.tables[-1].rows} rows, "
                      f"{time.monotonic() - started:.1f} s)")
@@ -240,6 +264,19 @@ def empty_for_upgrade(connection: Connection, copy: list[str],
     result.emptied = full
 
 
+def archive_migrate_version_rows(connection: Connection,
+                                 result: ArchiveResult,
+                                 progress: Optional[Progress] = None) -> None:
+    """Other extensions' rows of ``migrate_version`` (even with
+    --no-archive: CKAN reads the first row it finds, and revision 090 drops
+    the table)."""
+    result.migrate_version_rows += legacy.move_other_rows(connection,
+                                                          LEGACY_SCHEMA)
+    if progress and result.migrate_version_rows:
+        progress(f"    moved {result.migrate_version_rows} other extensions' "
+                 "row(s) of migrate_version")
+
+
 def plan(connection: Connection, plugins: Iterable[str],
          known: Optional[set[str]] = None) -> tuple[list[str], list[str]]:
     from ckanext.datagovuk.upgrade import revisions_to_run
@@ -247,17 +284,54 @@ def plan(connection: Connection, plugins: Iterable[str],
                     revisions_to_run(connection))
 
 
+def history_tables(connection: Connection, copy: list[str]) -> list[str]:
+    """What :func:`copy_history` copies: the tables CKAN's upgrade drops
+    (``copy``, from :func:`plan`) and, when there are any, the tags."""
+    if not copy:
+        return []
+    public = set(public_tables(connection))
+    return copy + [table for table in TAG_TABLES
+                   if table in public and table not in copy]
+
+
+def copy_history(connection: Connection, plugins: Iterable[str] = (),
+                 archive_dropped: bool = True,
+                 progress: Optional[Progress] = None,
+                 known: Optional[set[str]] = None,
+                 result: Optional[ArchiveResult] = None) -> ArchiveResult:
+    """Copy what CKAN's upgrade drops and the tags (unless
+    ``archive_dropped`` is false), and move the other extensions' rows of
+    ``migrate_version``: run before the data migrations, so that the
+    archive holds the site as it was."""
+    result = result if result is not None else ArchiveResult()
+    _, copy = plan(connection, plugins, known)
+    tables = not_copied_yet(connection, history_tables(connection, copy)) \
+        if archive_dropped else []
+    if not tables and not legacy.other_rows(connection):
+        return result
+    connection.exec_driver_sql(
+        f"CREATE SCHEMA IF NOT EXISTS {db.quote_identifier(LEGACY_SCHEMA)}")
+    archive_migrate_version_rows(connection, result, progress)
+    if progress and tables:
+        progress(f"  copying {len(tables)} tables (what CKAN's upgrade drops, "
+                 f"and the tags) to {LEGACY_SCHEMA}")
+    copy_tables(connection, tables, result, progress)
+    return result
+
+
 def archive(connection: Connection, plugins: Iterable[str] = (),
             archive_dropped: bool = True,
             progress: Optional[Progress] = None,
-            known: Optional[set[str]] = None) -> ArchiveResult:
-    """Move the unknown tables and (unless ``archive_dropped`` is false)
-    copy the ones CKAN's upgrade drops into ``datagovuk_legacy``."""
+            known: Optional[set[str]] = None,
+            result: Optional[ArchiveResult] = None) -> ArchiveResult:
+    """Copy the history (:func:`copy_history`, if not done yet), move the
+    unknown tables into ``datagovuk_legacy`` and empty the related-item
+    tables; adds to ``result`` (that of an earlier :func:`copy_history`)."""
     plugins = list(plugins)
+    result = copy_history(connection, plugins, archive_dropped, progress,
+                          known, result)
     move, copy = plan(connection, plugins, known)
-    result = ArchiveResult()
-    if not move and not (copy and archive_dropped) and \
-            not rows_to_empty(connection, copy):
+    if not move and not rows_to_empty(connection, copy):
         return result
     connection.exec_driver_sql(
         f"CREATE SCHEMA IF NOT EXISTS {db.quote_identifier(LEGACY_SCHEMA)}")
@@ -275,11 +349,6 @@ def archive(connection: Connection, plugins: Iterable[str] = (),
     if progress and move:
         progress(f"  moving {len(move)} tables to {LEGACY_SCHEMA}")
     move_tables(connection, move, reasons, result, progress)
-    if archive_dropped and copy:
-        if progress:
-            progress(f"  copying {len(copy)} tables CKAN's upgrade drops "
-                     f"to {LEGACY_SCHEMA}")
-        copy_tables(connection, copy, result, progress)
     empty_for_upgrade(connection, copy, archive_dropped, result)
     if progress and result.emptied:
         progress(f"  emptied {', '.join(result.emptied)} (archived) so that "

@@ -237,6 +237,14 @@ def _check_import_usage(source_text: str, options) -> None:
                   "datagovuk_legacy. Tables CKAN does not know are still "
                   "moved there, never dropped, and related items are still "
                   "copied (CKAN's upgrade would leave them in public).")
+@click.option("--no-data-migrations", is_flag=True,
+              help="Run none of the data migrations (data.gov.uk's "
+                  "001_bytemark_to_govuk.sql, which needs CKAN 2.2's tables: "
+                  "legacy versions 71 to 73) and record them as skipped: "
+                  "upgrades any legacy CKAN database (sqlalchemy-migrate "
+                  "version 1 to 89: CKAN before 2.9) or an older alembic "
+                  "one, still with the archive, the trap fixes and one "
+                  "transaction.")
 @click.option("--migrations-dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of NNN_*.sql data migrations (default: the ones "
                   "shipped with ckanext-datagovuk).")
@@ -262,10 +270,12 @@ def _check_import_usage(source_text: str, options) -> None:
                    "change nothing.")
 @import_options
 @click.pass_context
-def migrate(ctx, dry_run, skip_upgrade, no_archive, migrations_dir,
-            resolve_email_clash, as_json, source, plan, **import_args):
-    """Turn the imported old-site (CKAN 2.2) database into one this CKAN
-    runs on, in ONE transaction on the configured database:
+def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
+            migrations_dir, resolve_email_clash, as_json, source, plan,
+            **import_args):
+    """Turn the imported old-site (CKAN 2.2; with --no-data-migrations any
+    legacy CKAN) database into one this CKAN runs on, in ONE transaction on
+    the configured database:
 
     \b
     1. pre-flight: say what the database is; refuse an empty or non-CKAN
@@ -276,7 +286,8 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, migrations_dir,
        indexes (VACUUM FULL them later to give the space back);
     3. the pending data migrations (001_bytemark_to_govuk.sql: tags, extras,
        organogram resources, non-publishing users, sysadmin demotion, user
-       names, harvest sources), recorded in datagovuk.applied_migrations;
+       names, harvest sources), recorded in datagovuk.applied_migrations
+       (with --no-data-migrations: recorded as skipped, not run);
     4. archive: tables CKAN does not know move to schema datagovuk_legacy,
        the tables CKAN's upgrade drops are copied there;
     5. fixes for the upgrade's traps (NULL extras, existing indexes, empty
@@ -297,7 +308,11 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, migrations_dir,
 
     options = migration.MigrationOptions(
         dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
-        migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash)
+        migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash,
+        data_migrations=not no_data_migrations)
+    if no_data_migrations and skip_upgrade:
+        raise click.UsageError("--no-data-migrations with --skip-upgrade "
+                               "would do nothing: give one of them")
     if plan and not source:
         raise click.UsageError("--plan goes with --from SOURCE")
     if source and as_json:

@@ -7,18 +7,22 @@ One connection, one transaction, in this order:
    then a coarse ANALYZE of the tables without planner statistics;
 3. unless ``skip_upgrade``: room for the whole-table rewrites to come
    (:func:`upgrade.make_room_for_rewrites`);
-4. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);
-5. the archive (:mod:`archive`): unknown tables moved to
-   ``datagovuk_legacy``, the tables CKAN's upgrade drops copied there;
+4. the archive's copy (:func:`archive.copy_history`): the tables CKAN's
+   upgrade drops and the tags copied to ``datagovuk_legacy`` as they are
+   before anything changes (also with ``skip_upgrade`` when data
+   migrations are pending);
+5. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);
+   then the rest of the archive (:mod:`archive`): unknown tables moved to
+   ``datagovuk_legacy``, the related items emptied;
 6. the fixes for the traps of CKAN's upgrade (:mod:`traps`);
 7. CKAN's core upgrade with the resource-link fix, then the enabled plugins'
    migrations (:mod:`upgrade`);
 
 then a commit, or a rollback on any error, Ctrl-C or SIGTERM: the database,
 ledger included, is then exactly as before.  ``dry_run`` rolls back at the
-end; ``skip_upgrade`` stops (and commits) after step 4.  It deliberately
-does not use CKAN's global engine/session: CKAN's ``env.py`` would open
-connections of its own.
+end; ``skip_upgrade`` stops (and commits) after the data migrations.  It
+deliberately does not use CKAN's global engine/session: CKAN's ``env.py``
+would open connections of its own.
 """
 from __future__ import annotations
 
@@ -67,6 +71,9 @@ class MigrationOptions:
     archive: bool = True
     migrations_dir: Optional[str] = None
     resolve_email_clash: str = "stop"
+    # False (--no-data-migrations): the pending data migrations are
+    # recorded as skipped, not run; any legacy CKAN can then be upgraded.
+    data_migrations: bool = True
 
 
 @dataclass
@@ -80,6 +87,7 @@ class MigrationReport:
     counts_after: dict[str, int] = field(default_factory=dict)
     data_migrations: list[runner.AppliedMigration] = field(
         default_factory=list)
+    skipped_migrations: list[str] = field(default_factory=list)
     demoted: list[tuple[str, str]] = field(default_factory=list)
     traps: list[traps.Trap] = field(default_factory=list)
     fixes: list[traps.AppliedFix] = field(default_factory=list)
@@ -311,7 +319,8 @@ def _run(connection: Connection, report: MigrationReport,
         files = runner.discover(options.migrations_dir)
         pending = [migration.name
                    for migration in runner.pending(connection, files)]
-        state = preflight.check(connection, pending, report.database)
+        state = preflight.check(connection, pending, report.database,
+                                options.data_migrations)
         report.state = state.describe()
         report.schema_before = upgrade.describe_version(connection)
         report.counts_before = counts(connection)
@@ -337,22 +346,36 @@ def _run(connection: Connection, report: MigrationReport,
                          f"{room.bytes_after >> 20} MB) so that whole-table "
                          "updates leave its indexes alone")
 
+    if pending or not options.skip_upgrade:
+        # First, before anything changes: the archive must hold what the
+        # upgrade drops and the tags as they were, not as the data
+        # migrations leave them (they delete tags, extras with their
+        # history, users with their old authorization rows).
+        with steps("archive history"):
+            report.archive = archive.copy_history(
+                connection, plugins, archive_dropped=options.archive,
+                progress=progress)
+
     with steps("data migrations"):
-        report.data_migrations = runner.apply_pending(
-            connection, options.migrations_dir, settings,
-            progress=lambda message: progress(f"  {message}"))
+        if options.data_migrations:
+            report.data_migrations = runner.apply_pending(
+                connection, options.migrations_dir, settings,
+                progress=lambda message: progress(f"  {message}"))
+        else:
+            report.skipped_migrations = runner.skip_pending(
+                connection, options.migrations_dir)
         demoted_after = demoted_sysadmins(connection)
         report.demoted = sorted(
             (name, user_id) for user_id, name in demoted_after.items()
             if user_id not in demoted_before)
 
     if not options.skip_upgrade:
-        # Archive first: the copies keep the rows as the data migrations
-        # left them, before the fixes touch package_extra/group_extra.
+        # Before the fixes: the tables CKAN does not know leave public, the
+        # related items are emptied for revision 083.
         with steps("archive"):
             report.archive = archive.archive(
                 connection, plugins, archive_dropped=options.archive,
-                progress=progress)
+                progress=progress, result=report.archive)
         with steps("upgrade fixes"):
             report.fixes = traps.fix_traps(
                 connection, plugins, options.resolve_email_clash, progress)
@@ -388,8 +411,13 @@ def format_report(report: MigrationReport) -> str:
             before = report.counts_before.get(name, "-")
             after = report.counts_after.get(name, "-")
             lines.append(f"  {name:<24} {before!s:>8} -> {after!s:>8}")
-    lines.append("Data migrations:" if report.data_migrations
-                 else "Data migrations: nothing to apply")
+    if report.skipped_migrations:
+        lines.append("Data migrations: none run (--no-data-migrations); "
+                     "recorded as skipped: "
+                     + ", ".join(report.skipped_migrations))
+    else:
+        lines.append("Data migrations:" if report.data_migrations
+                     else "Data migrations: nothing to apply")
     for applied in report.data_migrations:
         lines.append(f"  {applied.name} ({applied.duration_seconds:.1f} s)")
         lines.extend(f"    {step}" for step in applied.steps)
@@ -414,11 +442,16 @@ def format_report(report: MigrationReport) -> str:
                 "); deleted as their "
                 f"dataset is gone: {result.orphan_resources_deleted} "
                 f"(revisions: {result.orphan_resource_revisions_deleted})")
-    if report.archive and report.archive.tables:
-        lines.append(f"Archived in schema {report.archive.schema}:")
-        for table in report.archive.tables:
+    archived = report.archive
+    if archived and (archived.tables or archived.migrate_version_rows):
+        lines.append(f"Archived in schema {archived.schema}:")
+        for table in archived.tables:
             lines.append(f"  {table.how} {table.name} ({table.rows} rows): "
                          f"{table.reason}")
+        if archived.migrate_version_rows:
+            lines.append(f"  moved {archived.migrate_version_rows} other "
+                         "extensions' row(s) of migrate_version to "
+                         f"{archived.schema}.migrate_version")
     elif not report.options.skip_upgrade:
         lines.append("Archived: nothing" + (
             " (--no-archive: tables CKAN's upgrade drops were not copied)"

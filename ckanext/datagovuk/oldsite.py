@@ -4,12 +4,15 @@ It is the input every other command works on: the tests, the demo and the
 benchmark build one with this module instead of needing a copy of the real
 site.
 
-* ``build_schema(url)``: CKAN 2.2's schema exactly as CKAN's own migrations
-  build it (alembic up to ``c16f081ef73a``, legacy 071), with
-  ``alembic_version`` replaced by sqlalchemy-migrate's ``migrate_version`` =
-  71 (what a real 2.2 dump holds), plus the DGU-only tables, the old
-  ckanext-harvest (DGU branch) tables and the ``*_continuity_id`` indexes
-  production carried ahead of migrations 079/080.
+* ``build_schema(url, version=71)``: the schema of a legacy CKAN exactly as
+  CKAN's own migrations build it (alembic up to the revision of legacy
+  ``version``; 71, ``c16f081ef73a``, is CKAN 2.2), with ``alembic_version``
+  replaced by sqlalchemy-migrate's ``migrate_version`` = ``version`` (what a
+  real dump of that CKAN holds), plus the DGU-only tables, the old
+  ckanext-harvest (DGU branch) tables and those of the ``*_continuity_id``
+  indexes production carried ahead of migrations 079/080 that the version
+  does not create itself.  ``LEGACY_VERSIONS`` are the versions the tests
+  build; any from 71 to 89 can be built.
 * ``populate(url, datasets=N, seed=S)``: data in realistic proportions,
   deterministic from the seed, bulk loaded with COPY; every case the 001
   data migration treats is present at least once whatever N is (see
@@ -17,7 +20,7 @@ site.
 * ``write_dump(url, path)``: a custom-format dump, as the import reads it.
 
     python -m ckanext.datagovuk.oldsite --datasets N [--seed S] \
-        [--no-harvest] [--dump PATH] URL
+        [--legacy-version V] [--no-harvest] [--dump PATH] URL
 """
 from __future__ import annotations
 
@@ -36,16 +39,21 @@ from typing import Callable, Iterable, Optional
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import alembic_runner, db
+from ckanext.datagovuk import alembic_runner, db, preflight
 from ckanext.datagovuk.errors import OperatorError
 
 Progress = Optional[Callable[[str], None]]
 
 MIN_DATASETS = 20
 LEGACY_VERSION = alembic_runner.CKAN_22_LEGACY_VERSION
+# The legacy versions the tests build: CKAN 2.2 (71) and later ones that
+# changed the schema the generator fills (72 resource views, 74 no resource
+# groups, 78 no old authorization tables, 83 no related items, 84
+# package.metadata_created, 86 no user.openid).
+LEGACY_VERSIONS = (71, 72, 73, 74, 79, 82, 86)
 # sqlalchemy-migrate's repository id for CKAN (ckan/migration/migrate.cfg)
 # and where the old site had CKAN installed.
-MIGRATE_REPOSITORY_ID = "Ckan Migrations"
+MIGRATE_REPOSITORY_ID = "Ckan"
 MIGRATE_REPOSITORY_PATH = "/usr/lib/ckan/dgu/src/ckan/ckan/migration"
 
 # The indexes production carried ahead of CKAN's 079/080 (which create them
@@ -301,37 +309,85 @@ def _engine(url):
     return create_engine(db.parse(url), poolclass=NullPool)
 
 
-def build_schema(url, harvest: bool = True, progress: Progress = None) -> None:
-    """Create CKAN 2.2's schema (as CKAN's own migrations build it), the
-    legacy ``migrate_version`` = 71, the DGU tables, the old harvest tables
-    (unless ``harvest=False``) and the continuity indexes, in one
-    transaction, in the empty database of ``url``."""
+def build_schema(url, harvest: bool = True, progress: Progress = None,
+                 version: int = LEGACY_VERSION) -> None:
+    """Create the schema of a legacy CKAN at sqlalchemy-migrate ``version``
+    (as CKAN's own migrations build it), ``migrate_version`` = ``version``,
+    the DGU tables, the old harvest tables (unless ``harvest=False``) and
+    the continuity indexes the version lacks, in one transaction, in the
+    empty database of ``url``."""
+    _check_version(version)
     started = time.monotonic()
     engine = _engine(url)
     try:
         with engine.begin() as connection:
-            alembic_runner.upgrade(connection, alembic_runner.CKAN_22_REVISION)
+            alembic_runner.upgrade(connection,
+                                   alembic_runner.legacy_revision(version))
             connection.exec_driver_sql("DROP TABLE alembic_version")
             connection.exec_driver_sql(_MIGRATE_VERSION_DDL)
             connection.execute(
                 text("INSERT INTO migrate_version VALUES (:id, :path, :version)"),
                 {"id": MIGRATE_REPOSITORY_ID, "path": MIGRATE_REPOSITORY_PATH,
-                 "version": LEGACY_VERSION})
+                 "version": version})
             connection.exec_driver_sql(_DGU_DDL)
             if harvest:
                 connection.exec_driver_sql(_HARVEST_DDL)
             for index, table in CONTINUITY_INDEXES.items():
-                connection.exec_driver_sql(
-                    f"CREATE INDEX {index} ON {table} (continuity_id)")
+                if preflight.INDEXES_CREATED_BY_UPGRADE[index] > version:
+                    connection.exec_driver_sql(
+                        f"CREATE INDEX {index} ON {table} (continuity_id)")
     except Exception as error:
         raise OperatorError(
             f"cannot build the old schema in {db.safe_url(url)}: "
             f"{db.first_line(getattr(error, 'orig', None) or error)}") from error
     finally:
         engine.dispose()
-    _say(progress, f"schema: CKAN 2.2 (migrate_version {LEGACY_VERSION}), DGU"
+    _say(progress, f"schema: legacy CKAN (migrate_version {version}), DGU"
          f"{' and harvest' if harvest else ''} tables "
          f"({time.monotonic() - started:.1f}s)")
+
+
+def _check_version(version: int) -> None:
+    if not LEGACY_VERSION <= version <= alembic_runner.LAST_LEGACY_VERSION:
+        raise OperatorError(
+            f"--legacy-version must be from {LEGACY_VERSION} (CKAN 2.2) to "
+            f"{alembic_runner.LAST_LEGACY_VERSION} (got {version})")
+
+
+# Tables and columns the generator fills that exist only from, or only
+# before, a legacy version: (table, column or None for the whole table) ->
+# (first version that has it, first version that no longer has it).
+SCHEMA_CHANGES = {
+    ("resource_view", None): (72, None),
+    ("resource", "package_id"): (74, None),
+    ("resource_revision", "package_id"): (74, None),
+    ("resource", "resource_group_id"): (None, 74),
+    ("resource_revision", "resource_group_id"): (None, 74),
+    ("resource_group", None): (None, 74),
+    ("resource_group_revision", None): (None, 74),
+    ("user_object_role", None): (None, 78),
+    ("package_role", None): (None, 78),
+    ("group_role", None): (None, 78),
+    ("system_role", None): (None, 78),
+    ("authorization_group_role", None): (None, 78),
+    # 083 drops them when empty, as they are on a schema built from nothing.
+    ("related", None): (None, 83),
+    ("related_dataset", None): (None, 83),
+    ("package", "metadata_created"): (84, None),
+    ("package_revision", "metadata_created"): (84, None),
+    ("user", "openid"): (None, 86),
+}
+
+
+def in_schema(version: int, table: str, column: Optional[str] = None) -> bool:
+    """Whether the legacy schema at ``version`` has ``table`` (and
+    ``column`` of it), as far as the generator's tables go."""
+    for key in ((table, None), (table, column)):
+        first, gone = SCHEMA_CHANGES.get(key, (None, None))
+        if (first is not None and version < first) or \
+                (gone is not None and version >= gone):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -387,7 +443,8 @@ COLUMNS = {
     "package": ("id", "name", "title", "version", "url", "notes", "author",
                 "author_email", "maintainer", "maintainer_email",
                 "revision_id", "state", "license_id", "type", "owner_org",
-                "private", "metadata_modified", "creator_user_id"),
+                "private", "metadata_modified", "creator_user_id",
+                "metadata_created"),
     "package_revision": (),
     "package_extra": ("id", "key", "value", "revision_id", "state",
                       "package_id"),
@@ -402,8 +459,11 @@ COLUMNS = {
                  "extras", "name", "resource_type", "mimetype",
                  "mimetype_inner", "size", "last_modified", "cache_url",
                  "cache_last_updated", "webstore_url",
-                 "webstore_last_updated", "created", "url_type"),
+                 "webstore_last_updated", "created", "url_type",
+                 "package_id"),
     "resource_revision": (),
+    "resource_view": ("id", "resource_id", "title", "description",
+                      "view_type", "order", "config"),
     "package_relationship": ("id", "subject_package_id", "object_package_id",
                              "type", "comment", "revision_id", "state"),
     "package_relationship_revision": (),
@@ -471,19 +531,39 @@ del _table
 class _Loader:
     """Rows buffered per table as COPY text, copied in foreign-key order.
     Callers flush only between whole units (a dataset with all its rows),
-    so no child is ever copied before its parent."""
+    so no child is ever copied before its parent.  Rows are given with
+    every column of ``COLUMNS``; only the tables and columns the legacy
+    schema at ``version`` has are copied (``SCHEMA_CHANGES``)."""
 
     flush_rows = 100_000
 
-    def __init__(self, cursor, progress: Progress):
+    def __init__(self, cursor, progress: Progress,
+                 version: int = LEGACY_VERSION):
         self.cursor = cursor
         self.progress = progress
-        self.buffers = {table: [] for table in COLUMNS}
+        self.columns = {
+            table: [c for c in columns if in_schema(version, table, c)]
+            for table, columns in COLUMNS.items()
+            if in_schema(version, table)}
+        # Positions of the copied columns where some are left out.
+        self.kept = {
+            table: [COLUMNS[table].index(c) for c in columns]
+            for table, columns in self.columns.items()
+            if len(columns) < len(COLUMNS[table])}
+        self.buffers = {table: [] for table in self.columns}
         self.counts = {table: 0 for table in COLUMNS}
         self.seconds = {table: 0.0 for table in COLUMNS}
         self.pending = 0
 
+    def has(self, table: str) -> bool:
+        return table in self.columns
+
     def add(self, table: str, *values) -> None:
+        if table not in self.buffers:
+            return
+        kept = self.kept.get(table)
+        if kept is not None:
+            values = [values[index] for index in kept]
         self.buffers[table].append("\t".join([_field(v) for v in values]))
         self.pending += 1
 
@@ -497,7 +577,7 @@ class _Loader:
                 continue
             started = time.monotonic()
             buffer = io.StringIO("\n".join(rows) + "\n")
-            columns = ", ".join(f'"{c}"' for c in COLUMNS[table])
+            columns = ", ".join(f'"{c}"' for c in self.columns[table])
             self.cursor.copy_expert(
                 f'COPY "{table}" ({columns}) FROM STDIN', buffer)
             self.counts[table] += len(rows)
@@ -579,6 +659,42 @@ class _Publisher:
     title: str
     created: dt.datetime
     local: bool  # a council, NHS body, police...: local organograms
+
+
+@dataclass
+class _Dataset:
+    id: str
+    name: str
+    title: str
+    publisher: _Publisher
+    history: list      # [(revision id, timestamp, state)], oldest first
+    deleted: bool
+    creator_id: str
+
+
+@dataclass
+class _Shape:
+    special: Optional[str]
+    harvested: Optional[str] = None   # the old harvest source type
+    guid: Optional[str] = None
+    organogram: Optional[str] = None  # the organogram schema id
+    extras: dict = field(default_factory=dict)
+
+
+def _harvest_extras(guid: str, publisher: _Publisher,
+                    created: dt.datetime) -> dict:
+    """The extras of a harvested (UKLP/INSPIRE) record."""
+    return {
+        "UKLP": "True", "guid": guid,
+        "spatial": '{"type": "Polygon", "coordinates": [[[-6.4, '
+                   '49.8], [1.8, 49.8], [1.8, 60.9], [-6.4, 60.9], '
+                   '[-6.4, 49.8]]]}',
+        "bbox-north-lat": "60.9", "bbox-south-lat": "49.8",
+        "bbox-east-long": "1.8", "bbox-west-long": "-6.4",
+        "metadata-date": created.date().isoformat(),
+        "responsible-party": f"{publisher.title} (pointOfContact)",
+        "import_source": "harvest",
+    }
 
 
 class _Generator:
@@ -942,7 +1058,6 @@ class _Generator:
                      f"({time.monotonic() - started:.1f}s)")
 
     def dataset(self, index: int, special: Optional[str]) -> None:
-        known = KNOWN
         rng = self.rng
         # Cabinet Office publishes central organograms; the last publisher
         # is always a local body.
@@ -957,7 +1072,7 @@ class _Generator:
                            + f"-{index}")
         package_id = self.uuid()
         created = self.when()
-        deleted = special == known.deleted_dataset or (
+        deleted = special == KNOWN.deleted_dataset or (
             special is None and rng.random() < 0.03)
         history = self.history(created, creator.name, f"dataset {name}",
                                final_state="deleted" if deleted else "active",
@@ -972,17 +1087,35 @@ class _Generator:
             "maintainer_email": None, "license_id": "uk-ogl",
             "type": "dataset", "owner_org": publisher.id, "private": False,
             "metadata_modified": history[-1][1],
-            "creator_user_id": creator.id}, history)
+            "creator_user_id": creator.id, "metadata_created": created},
+            history)
         self.packages.append((package_id, name, created))
-        first_revision = history[:1]
         self.member(publisher.id, package_id, "package", "organization",
-                    first_revision)
+                    history[:1])
+        shape = self.dataset_shape(index, special, publisher, contact,
+                                   created)
+        self.dataset_rows(_Dataset(package_id, name, title, publisher,
+                                   history, deleted, creator.id), shape)
 
-        harvested_kind = None
-        if special in known.harvested_datasets.values():
-            harvested_kind = special[len("harvested-"):-len("-record")]
+    def dataset_shape(self, index, special, publisher, contact, created):
+        """What a dataset holds besides its package row: its extras, and
+        whether it is harvested (and how) or an organogram."""
+        rng = self.rng
+        shape = _Shape(special)
+        if special in KNOWN.harvested_datasets.values():
+            shape.harvested = special[len("harvested-"):-len("-record")]
         elif special is None and rng.random() < 0.3:
-            harvested_kind = rng.choice(OLD_HARVEST_TYPES)
+            shape.harvested = rng.choice(OLD_HARVEST_TYPES)
+        shape.extras = self.common_extras(index, publisher, contact)
+        if shape.harvested:
+            shape.guid = self.uuid()
+            shape.extras.update(_harvest_extras(shape.guid, publisher,
+                                                created))
+        self.special_extras(shape, publisher)
+        return shape
+
+    def common_extras(self, index, publisher, contact) -> dict:
+        rng = self.rng
         extras = {
             "theme-primary": _TITLES[index % len(_TITLES)],
             "theme-secondary": json.dumps(rng.sample(list(THEME_SLUGS), 2)),
@@ -1006,139 +1139,146 @@ class _Generator:
                 extras[key] = value
         if rng.random() < 0.3:
             extras["unpublished"] = "false"
-        guid = None
-        if harvested_kind:
-            guid = self.uuid()
-            extras.update({
-                "UKLP": "True", "guid": guid,
-                "spatial": '{"type": "Polygon", "coordinates": [[[-6.4, '
-                           '49.8], [1.8, 49.8], [1.8, 60.9], [-6.4, 60.9], '
-                           '[-6.4, 49.8]]]}',
-                "bbox-north-lat": "60.9", "bbox-south-lat": "49.8",
-                "bbox-east-long": "1.8", "bbox-west-long": "-6.4",
-                "metadata-date": created.date().isoformat(),
-                "responsible-party": f"{publisher.title} (pointOfContact)",
-                "import_source": "harvest",
-            })
-        csv_files = []
-        viewer = False
-        organogram = None
-        if special == known.organogram_central_dataset:
-            organogram = ORGANOGRAM_SCHEMA_CENTRAL
-        elif special == known.organogram_local_dataset:
-            organogram = ORGANOGRAM_SCHEMA_LOCAL
-        elif special is None and not harvested_kind and rng.random() < 0.03:
-            organogram = (ORGANOGRAM_SCHEMA_LOCAL if publisher.local
-                          else ORGANOGRAM_SCHEMA_CENTRAL)
-        if organogram:
+        return extras
+
+    def special_extras(self, shape, publisher) -> None:
+        """Organogram and schema extras, resource lists and NULL values."""
+        rng, special, extras = self.rng, shape.special, shape.extras
+        if special == KNOWN.organogram_central_dataset:
+            shape.organogram = ORGANOGRAM_SCHEMA_CENTRAL
+        elif special == KNOWN.organogram_local_dataset:
+            shape.organogram = ORGANOGRAM_SCHEMA_LOCAL
+        elif special is None and not shape.harvested and rng.random() < 0.03:
+            shape.organogram = (ORGANOGRAM_SCHEMA_LOCAL if publisher.local
+                                else ORGANOGRAM_SCHEMA_CENTRAL)
+        if shape.organogram:
             extras.update({"import_source": "organograms_v2",
-                           "schema": json.dumps([organogram])})
-            csv_files, viewer = ["senior", "junior"], True
-        elif special == known.schema_dataset:
+                           "schema": json.dumps([shape.organogram])})
+        elif special == KNOWN.schema_dataset or (
+                special is None and rng.random() < 0.05):
             extras["schema"] = json.dumps([special_id("spend-schema")])
-        elif special is None and rng.random() < 0.05:
-            extras["schema"] = json.dumps([special_id("spend-schema")])
-        if special == known.resource_lists_dataset or (
+        if special == KNOWN.resource_lists_dataset or (
                 special is None and rng.random() < 0.05):
             for key in ("individual_resources", "additional_resources",
                         "timeseries_resources"):
                 extras[key] = json.dumps([{
                     "url": f"https://www.{publisher.name}.gov.uk/{key}.csv",
                     "description": key.replace("_", " "), "format": "CSV"}])
-        if special == known.null_extra_dataset:
-            extras[known.null_extra_key] = None
+        if special == KNOWN.null_extra_dataset:
+            extras[KNOWN.null_extra_key] = None
         elif special is None and rng.random() < 0.01:
             extras["codelist"] = None
+
+    def dataset_rows(self, dataset: "_Dataset", shape: "_Shape") -> None:
+        """The rows hanging off a dataset: extras, tags, resources,
+        activities and its harvest object."""
+        first_revision = dataset.history[:1]
         # Edits of a dataset touched its coverage dates and its files; the
         # other extras keep the version they were created with.
-        for key, value in extras.items():
+        for key, value in shape.extras.items():
             self.versioned("package_extra", {
                 "id": self.uuid(), "key": key, "value": value,
-                "package_id": package_id},
-                history if key in _EDITED_EXTRAS else first_revision)
-
-        for tag in rng.sample(self.tag_names, rng.randint(1, 5)):
+                "package_id": dataset.id},
+                dataset.history if key in _EDITED_EXTRAS else first_revision)
+        for tag in self.rng.sample(self.tag_names, self.rng.randint(1, 5)):
             self.versioned("package_tag", {
-                "id": self.uuid(), "package_id": package_id,
+                "id": self.uuid(), "package_id": dataset.id,
                 "tag_id": self.tag_ids[tag]}, first_revision)
+        self.dataset_resources(dataset, shape)
+        self.dataset_activities(dataset)
+        if shape.harvested and self.harvest:
+            self.harvest_record(dataset, shape)
 
+    def dataset_resources(self, dataset: "_Dataset", shape: "_Shape") -> None:
+        first_revision = dataset.history[:1]
+        publisher = dataset.publisher.name
         group_id = self.uuid()
         self.versioned("resource_group", {
-            "id": group_id, "package_id": package_id, "label": "default",
+            "id": group_id, "package_id": dataset.id, "label": "default",
             "sort_order": "", "extras": "{}"}, first_revision)
-        position = 0
-        if csv_files:
+        files = []   # (url, format, description, state, history)
+        if shape.organogram:
             date = "2017-09-30"
-            for kind in csv_files:
-                self.resource(group_id, position, first_revision,
-                              f"{OLD_FILES_BASE_URL}organogram/{publisher.name}/"
-                              f"{date}/{date}-{kind}.csv", "CSV",
-                              f"Organogram ({kind} staff) {date}")
-                position += 1
+            files += [(f"{OLD_FILES_BASE_URL}organogram/{publisher}/{date}/"
+                       f"{date}-{kind}.csv", "CSV",
+                       f"Organogram ({kind} staff) {date}", "active",
+                       first_revision) for kind in ("senior", "junior")]
             # An older upload that was replaced: stays deleted, untouched.
-            self.resource(group_id, position, first_revision,
-                          f"{OLD_FILES_BASE_URL}organogram/{publisher.name}/"
+            files.append((f"{OLD_FILES_BASE_URL}organogram/{publisher}/"
                           "2016-03-31/2016-03-31-senior.csv", "CSV",
-                          "Organogram (senior staff) 2016-03-31",
-                          state="deleted")
-            position += 1
-        if viewer:
-            self.resource(group_id, position, first_revision,
-                          f"https://data.gov.uk/organogram/{publisher.name}",
-                          "HTML", "Organogram viewer")
-            position += 1
-        if special == known.schema_dataset:
-            self.resource(group_id, position, first_revision,
-                          known.non_organogram_file_url, "CSV",
-                          "Spend over £25,000, September 2017")
-            position += 1
-        if special == known.deleted_resource_dataset:
-            self.resource(group_id, position, first_revision,
-                          f"https://www.{publisher.name}.gov.uk/old.csv",
-                          "CSV", "Superseded file", state="deleted")
-            position += 1
-        for _ in range(0 if csv_files else rng.choice((1, 2, 2, 3, 3, 3, 4, 5))):
+                          "Organogram (senior staff) 2016-03-31", "deleted",
+                          first_revision))
+            files.append((f"https://data.gov.uk/organogram/{publisher}",
+                          "HTML", "Organogram viewer", "active",
+                          first_revision))
+        if shape.special == KNOWN.schema_dataset:
+            files.append((KNOWN.non_organogram_file_url, "CSV",
+                          "Spend over £25,000, September 2017", "active",
+                          first_revision))
+        if shape.special == KNOWN.deleted_resource_dataset:
+            files.append((f"https://www.{publisher}.gov.uk/old.csv", "CSV",
+                          "Superseded file", "deleted", first_revision))
+        for position, (url, fmt, description, state, history) in \
+                enumerate(files):
+            self.resource((group_id, dataset.id), position, history, url,
+                          fmt, description, state=state)
+        self.generic_resources(dataset, group_id, len(files),
+                               0 if shape.organogram else None)
+
+    def generic_resources(self, dataset, group_id, position, count) -> None:
+        rng = self.rng
+        if count is None:
+            count = rng.choice((1, 2, 2, 3, 3, 3, 4, 5))
+        for _ in range(count):
             fmt, _mime = rng.choice(_FORMATS)
             self.resource(
-                group_id, position, history,
-                f"https://www.{publisher.name}.gov.uk/data/{name}/"
-                f"{position}.{fmt.lower()}", fmt,
-                f"{title} ({fmt})",
+                (group_id, dataset.id), position, dataset.history,
+                f"https://www.{dataset.publisher.name}.gov.uk/data/"
+                f"{dataset.name}/{position}.{fmt.lower()}", fmt,
+                f"{dataset.title} ({fmt})",
                 state="deleted" if rng.random() < 0.03 else "active")
             position += 1
 
-        user_id = creator.id
-        self.activity(created, user_id, package_id, history[0][0],
-                      "new package", "Package", "new",
-                      {"package": {"id": package_id, "name": name,
-                                   "title": title}})
-        last_revision, last_moment, _state = history[-1]
-        self.activity(last_moment, user_id, package_id, last_revision,
-                      "deleted package" if deleted else "changed package",
-                      "Package", "deleted" if deleted else "changed",
-                      {"package": {"id": package_id, "name": name,
-                                   "title": title}})
-        if harvested_kind and self.harvest:
-            source_id = self.sources_by_type[harvested_kind]
-            object_id = self.harvest_object(source_id, package_id, guid,
-                                            created, True)
-            self.versioned("package_extra", {
-                "id": self.uuid(), "key": "harvest_object_id",
-                "value": object_id, "package_id": package_id}, first_revision)
-            if harvested_kind == "gemini-waf" and (
-                    special or rng.random() < 0.5):
-                self.harvest_object(DUPLICATE_HARVEST_SOURCE_ID, package_id,
-                                    guid, self.later(created, 10), False)
+    def dataset_activities(self, dataset: "_Dataset") -> None:
+        data = {"package": {"id": dataset.id, "name": dataset.name,
+                            "title": dataset.title}}
+        first_revision, created, _state = dataset.history[0]
+        self.activity(created, dataset.creator_id, dataset.id,
+                      first_revision, "new package", "Package", "new", data)
+        last_revision, last_moment, _state = dataset.history[-1]
+        self.activity(last_moment, dataset.creator_id, dataset.id,
+                      last_revision,
+                      "deleted package" if dataset.deleted
+                      else "changed package", "Package",
+                      "deleted" if dataset.deleted else "changed", data)
 
-    def resource(self, group_id, position, history, url, fmt, description,
+    def harvest_record(self, dataset: "_Dataset", shape: "_Shape") -> None:
+        created = dataset.history[0][1]
+        source_id = self.sources_by_type[shape.harvested]
+        object_id = self.harvest_object(source_id, dataset.id, shape.guid,
+                                        created, True)
+        self.versioned("package_extra", {
+            "id": self.uuid(), "key": "harvest_object_id",
+            "value": object_id, "package_id": dataset.id},
+            dataset.history[:1])
+        if shape.harvested == "gemini-waf" and (
+                shape.special or self.rng.random() < 0.5):
+            self.harvest_object(DUPLICATE_HARVEST_SOURCE_ID, dataset.id,
+                                shape.guid, self.later(created, 10), False)
+
+    def resource(self, parent, position, history, url, fmt, description,
                  state: str = "active") -> None:
+        """A resource of ``parent`` = (resource group id, dataset id): the
+        schema has one or the other (legacy 074 replaced the group)."""
         rng = self.rng
+        group_id, package_id = parent
         mimetype = dict(_FORMATS).get(fmt)
         created = history[0][1]
+        resource_id = self.uuid()
         self.versioned("resource", {
-            "id": self.uuid(), "url": url, "format": fmt,
+            "id": resource_id, "url": url, "format": fmt,
             "description": description, "position": position, "hash": "",
-            "resource_group_id": group_id,
+            "resource_group_id": group_id, "package_id": package_id,
             "extras": json.dumps({"openness_score": str(rng.randint(0, 5))}),
             "name": None, "resource_type": "file" if fmt != "HTML" else None,
             "mimetype": mimetype, "mimetype_inner": None,
@@ -1148,14 +1288,27 @@ class _Generator:
             "webstore_last_updated": None, "created": created,
             "url_type": None}, history[:-1] + [(history[-1][0], history[-1][1],
                                                 state)])
+        if fmt == "CSV":
+            # From legacy 072 on, CKAN gave a CSV file a preview; its id
+            # comes from the resource's, so the random stream is the same
+            # at every version.
+            self.load.add("resource_view",
+                          str(uuid.uuid5(_SPECIAL_NAMESPACE, resource_id)),
+                          resource_id, "Data Explorer", "", "recline_view",
+                          0, None)
 
     def orphan_resource_group(self) -> None:
+        """A resource group with no dataset: only the schema before legacy
+        074 can hold one (after it a resource names its dataset)."""
+        if not self.load.has("resource_group"):
+            return
         history = self.history(self.when(), "dgu_support", "resource group")
         self.versioned("resource_group", {
             "id": KNOWN.orphan_resource_group_id, "package_id": None,
             "label": "default", "sort_order": "", "extras": "{}"}, history)
         for position in range(2):
-            self.resource(KNOWN.orphan_resource_group_id, position, history,
+            self.resource((KNOWN.orphan_resource_group_id, None), position,
+                          history,
                           f"https://www.example.gov.uk/lost/{position}.csv",
                           "CSV", "File of a dataset that was purged")
 
@@ -1336,7 +1489,8 @@ def _restore_constraints(cursor, foreign_keys, indexes) -> None:
             f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
 
 
-def _check_empty_old_schema(cursor, url, harvest: bool) -> None:
+def _check_empty_old_schema(cursor, url, harvest: bool) -> int:
+    """Refuse what populate cannot fill; the schema's legacy version."""
     cursor.execute("SELECT to_regclass('public.migrate_version'), "
                    "to_regclass('public.harvest_source')")
     migrate_version, harvest_source = cursor.fetchone()
@@ -1350,6 +1504,9 @@ def _check_empty_old_schema(cursor, url, harvest: bool) -> None:
     if cursor.fetchone()[0]:
         raise OperatorError(f"{db.safe_url(url)} already holds datasets: "
                             "populate needs an empty old schema")
+    cursor.execute("SELECT version FROM migrate_version "
+                   "WHERE repository_path = %s", (MIGRATE_REPOSITORY_PATH,))
+    return cursor.fetchone()[0]
 
 
 def populate(url, datasets: int = 200, seed: int = 1, harvest: bool = True,
@@ -1365,11 +1522,11 @@ def populate(url, datasets: int = 200, seed: int = 1, harvest: bool = True,
     try:
         with connection:
             with connection.cursor() as cursor:
-                _check_empty_old_schema(cursor, url, harvest)
+                version = _check_empty_old_schema(cursor, url, harvest)
                 cursor.execute("SET LOCAL synchronous_commit = off")
                 cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
                 foreign_keys, indexes = _set_aside_constraints(cursor)
-                loader = _Loader(cursor, progress)
+                loader = _Loader(cursor, progress, version)
                 generator = _Generator(loader, datasets, seed, harvest,
                                        progress)
                 steps = [("users", generator.build_users),
@@ -1413,12 +1570,13 @@ def populate(url, datasets: int = 200, seed: int = 1, harvest: bool = True,
 
 
 def generate(url, datasets: int = 200, seed: int = 1, harvest: bool = True,
-             progress: Progress = None) -> dict:
-    """``build_schema`` then ``populate``: a whole old site."""
+             progress: Progress = None, version: int = LEGACY_VERSION) -> dict:
+    """``build_schema`` then ``populate``: a whole old site at legacy
+    ``version``."""
     if datasets < MIN_DATASETS:
         raise OperatorError(
             f"--datasets must be at least {MIN_DATASETS} (got {datasets})")
-    build_schema(url, harvest=harvest, progress=progress)
+    build_schema(url, harvest=harvest, progress=progress, version=version)
     return populate(url, datasets=datasets, seed=seed, harvest=harvest,
                     progress=progress)
 
@@ -1466,6 +1624,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="postgresql:// URL of an empty database")
     parser.add_argument("--datasets", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--legacy-version", type=int, default=LEGACY_VERSION,
+                        metavar="V",
+                        help="CKAN's sqlalchemy-migrate version of the site "
+                             f"(default {LEGACY_VERSION}, CKAN 2.2)")
     parser.add_argument("--no-harvest", action="store_true",
                         help="leave out the old harvest tables")
     parser.add_argument("--dump", metavar="PATH",
@@ -1477,7 +1639,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     try:
         counts = generate(args.url, datasets=args.datasets, seed=args.seed,
-                          harvest=not args.no_harvest, progress=progress)
+                          harvest=not args.no_harvest, progress=progress,
+                          version=args.legacy_version)
         if args.dump:
             started = time.monotonic()
             write_dump(args.url, args.dump)

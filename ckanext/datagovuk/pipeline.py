@@ -82,12 +82,16 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
              f"{db.safe_url(target_url)}:"]
     steps += ["     " + line for line in transfer.plan(
         source, target_url, import_options)]
-    migrations = runner.discover(migration_options.migrations_dir)
-    steps.append("2. in the staging database, in one transaction: the data "
-                 "migrations " + (", ".join(m.name for m in migrations)
-                                  or "(none)")
+    migrations = ", ".join(
+        m.name for m in runner.discover(migration_options.migrations_dir))
+    steps.append("2. in the staging database, in one transaction: the "
+                 "archive's copy of the history to datagovuk_legacy, "
+                 + (f"the data migrations {migrations or '(none)'}"
+                    if migration_options.data_migrations else
+                    f"no data migrations ({migrations or 'none'} recorded "
+                    "as skipped)")
                  + ("" if migration_options.skip_upgrade else
-                    ", the archive of legacy tables to datagovuk_legacy, "
+                    ", the tables CKAN does not know moved to datagovuk_legacy, "
                     "CKAN's schema upgrade to head"
                     + (f" and the migrations of {', '.join(plugins)}"
                        if plugins else "")))

@@ -19,9 +19,21 @@ from sqlalchemy.engine import Connection
 
 from ckanext.datagovuk import alembic_runner, archive, db
 from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.legacy import ckan_legacy_version
 
-# The data migrations run on CKAN 2.2's schema, before the upgrade.
-TABLES_DATA_MIGRATIONS_NEED = ("resource_group", "package_extra")
+# The data migrations (data.gov.uk's 001) run on CKAN 2.2's schema, before
+# the upgrade, and read or change these tables; CKAN's later legacy
+# revisions drop some (074 resource_group, 078 the old authorization
+# tables), so 001 applies from legacy 71 up to 73.  Any other database is
+# upgraded with `migrate --no-data-migrations`.
+TABLES_DATA_MIGRATIONS_NEED = (
+    "package", "package_extra", "package_extra_revision", "package_tag",
+    "package_tag_revision", "tag", "resource", "resource_group", "user",
+    "member", "member_revision", "activity", "activity_detail", "dashboard",
+    "rating", "user_following_user", "user_following_dataset",
+    "user_following_group", "authorization_group_user", "user_object_role",
+    "package_role", "group_role", "system_role", "authorization_group_role")
+NO_DATA_MIGRATIONS_OPTION = "--no-data-migrations"
 CKAN_MARKER_TABLES = ("package", "user")
 
 # Extensions a dump may need -> the Debian package providing them
@@ -69,7 +81,7 @@ def classify(connection: Connection) -> DatabaseState:
     if not tables:
         return DatabaseState("empty", head=head)
     revision = alembic_runner.current_revision(connection)
-    legacy = alembic_runner.legacy_version(connection)
+    legacy = ckan_legacy_version(connection)
     is_ckan = all(table in tables for table in CKAN_MARKER_TABLES)
     if revision and is_ckan:
         return DatabaseState("alembic", legacy, revision, head, tables)
@@ -78,9 +90,32 @@ def classify(connection: Connection) -> DatabaseState:
     return DatabaseState("not-ckan", legacy, revision, head, tables)
 
 
+def data_migrations_blocked(state: DatabaseState,
+                            pending_migrations: Iterable[str]
+                            ) -> Optional[str]:
+    """Why the pending data migrations cannot run on the database
+    ``state`` describes (one line naming the option that upgrades it
+    without them), or None when they can (or none is pending)."""
+    pending_migrations = list(pending_migrations)
+    missing = [table for table in TABLES_DATA_MIGRATIONS_NEED
+               if table not in state.tables]
+    if not (pending_migrations and missing):
+        return None
+    return (f"data migration {pending_migrations[0]} is pending but the "
+            f"database is a {state.describe()}, past the CKAN 2.2 tables it "
+            f"needs (no {', '.join(missing[:4])}"
+            f"{', ...' if len(missing) > 4 else ''}): upgrade it with "
+            f"`migrate {NO_DATA_MIGRATIONS_OPTION}` (CKAN's upgrade with "
+            "the archive and the trap fixes; data.gov.uk's data migrations "
+            "are recorded as skipped)")
+
+
 def check(connection: Connection, pending_migrations: Iterable[str] = (),
-          url: Optional[str] = None) -> DatabaseState:
-    """Classify the database and refuse what cannot work."""
+          url: Optional[str] = None,
+          data_migrations: bool = True) -> DatabaseState:
+    """Classify the database and refuse what cannot work; with
+    ``data_migrations=False`` the pending ones will be skipped, so need no
+    CKAN 2.2 tables."""
     state = classify(connection)
     where = f" {db.safe_url(url)}" if url else ""
     if state.kind == "empty":
@@ -94,15 +129,16 @@ def check(connection: Connection, pending_migrations: Iterable[str] = (),
             f"the database{where} is not a CKAN database (no migrate_version "
             f"or alembic_version with package and user tables; it has "
             f"{tables})")
-    pending_migrations = list(pending_migrations)
-    missing = [table for table in TABLES_DATA_MIGRATIONS_NEED
-               if table not in state.tables]
-    if pending_migrations and missing:
+    if state.kind == "legacy" and not (
+            1 <= state.legacy_version <= alembic_runner.LAST_LEGACY_VERSION):
         raise OperatorError(
-            f"data migration {pending_migrations[0]} is pending but the "
-            f"database is a {state.describe()}, past the CKAN 2.2 tables it "
-            f"needs (no {', '.join(missing)}): import the old site's dump "
-            "again and migrate that")
+            f"the database{where} says it is at legacy sqlalchemy-migrate "
+            f"version {state.legacy_version}, which no CKAN had (they run "
+            f"from 1 to {alembic_runner.LAST_LEGACY_VERSION}): check "
+            "migrate_version")
+    blocked = data_migrations_blocked(state, pending_migrations)
+    if data_migrations and blocked:
+        raise OperatorError(blocked)
     missing_extensions = unavailable_extensions(connection)
     if missing_extensions:
         raise OperatorError(missing_extensions_message(connection,

@@ -13,7 +13,9 @@ transaction (or roll all of it back for ``--dry-run``)::
 
 The ledger ``datagovuk.applied_migrations`` (outside ``public``, so ``ckan db
 check`` stays clean) holds one row per applied file: its name, sha256
-checksum, when it was applied and how long it took.  A file is identified by
+checksum, when it was applied and how long it took, and whether it was
+skipped instead (``migrate --no-data-migrations``: :func:`skip_pending`);
+a skipped file is no longer pending.  A file is identified by
 its name: ``migrations_dir`` may point at another folder (tests, a site's own
 files), and a file of that folder named like an applied one must have the
 applied checksum.
@@ -103,6 +105,7 @@ class LedgerEntry:
     checksum: str
     applied_at: Any
     duration_seconds: float
+    skipped: bool = False
 
 
 def checksum_of(path: str) -> str:
@@ -147,6 +150,10 @@ def ensure_ledger(connection: Connection) -> None:
             checksum text NOT NULL,
             applied_at timestamptz NOT NULL,
             duration_seconds double precision NOT NULL)""")
+    # Ledgers written before skipping existed lack the column.
+    connection.exec_driver_sql(
+        f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS "
+        "skipped boolean NOT NULL DEFAULT false")
 
 
 def applied(connection: Connection) -> dict[str, LedgerEntry]:
@@ -154,9 +161,10 @@ def applied(connection: Connection) -> dict[str, LedgerEntry]:
     if not ledger_exists(connection):
         return {}
     rows = connection.execute(text(
-        f"SELECT filename, checksum, applied_at, duration_seconds FROM {LEDGER} "
-        "ORDER BY filename"))
-    return {row.filename: LedgerEntry(*row) for row in rows}
+        f"SELECT * FROM {LEDGER} ORDER BY filename")).mappings()
+    return {row["filename"]: LedgerEntry(
+        row["filename"], row["checksum"], row["applied_at"],
+        row["duration_seconds"], row.get("skipped", False)) for row in rows}
 
 
 def pending(connection: Connection,
@@ -291,6 +299,24 @@ def apply_pending(connection: Connection, migrations_dir: str | None = None,
         if progress:
             progress(f"applied {migration.name} in {duration:.1f} s")
     return results
+
+
+def skip_pending(connection: Connection, migrations_dir: str | None = None
+                 ) -> list[str]:
+    """Record the pending files of ``migrations_dir`` as skipped, without
+    running them (``migrate --no-data-migrations``), so that they are no
+    longer pending; no commit. Returns their names."""
+    todo = pending(connection, discover(migrations_dir))
+    if not todo:
+        return []
+    ensure_ledger(connection)
+    for migration in todo:
+        connection.execute(text(
+            f"INSERT INTO {LEDGER} (filename, checksum, applied_at, "
+            "duration_seconds, skipped) VALUES (:name, :checksum, "
+            "clock_timestamp(), 0, true)"),
+            {"name": migration.name, "checksum": migration.checksum})
+    return [migration.name for migration in todo]
 
 
 def settings_from_config(config: Mapping[str, Any] | None = None) -> dict[str, str]:

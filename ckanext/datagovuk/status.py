@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect as pyinspect
 import os
+import shlex
+from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from alembic.config import Config as AlembicConfig
@@ -22,19 +24,35 @@ from sqlalchemy.engine import Connection, Engine
 
 import ckan.migration
 
-from ckanext.datagovuk import runner
+from ckanext.datagovuk import legacy, preflight, runner, traps
+from ckanext.datagovuk.errors import OperatorError
 
 CORE_SCRIPTS = os.path.dirname(ckan.migration.__file__)
 LEDGER_SCHEMA = "datagovuk"
 # Users CKAN itself creates; they are not people and are not counted.
 PSEUDO_USERS = ("logged_in", "visitor")
 
+# The steps status recommends -> the arguments of ``ckan -c CONFIG``.
+# SOURCE stands for the old site (as `datagovuk import --help` describes).
+NO_DATA_MIGRATIONS = "migrate " + preflight.NO_DATA_MIGRATIONS_OPTION
 NEXT_COMMANDS = {
-    "import": "ckan -c CKAN_INI datagovuk import",
-    "migrate": "ckan -c CKAN_INI datagovuk migrate",
-    "promote --demoted": "ckan -c CKAN_INI datagovuk promote --demoted",
-    "search-index rebuild": "ckan -c CKAN_INI search-index rebuild",
+    "import": ["datagovuk", "import", "SOURCE"],
+    "migrate": ["datagovuk", "migrate"],
+    NO_DATA_MIGRATIONS: ["datagovuk", "migrate",
+                         preflight.NO_DATA_MIGRATIONS_OPTION],
+    "promote --demoted": ["datagovuk", "promote", "--demoted"],
+    "search-index rebuild": ["search-index", "rebuild"],
 }
+
+
+def command_line(step: Optional[str], config_path: Optional[str],
+                 *extra: str) -> Optional[str]:
+    """The whole command line of ``step`` with the config in use (None:
+    no command; no config known: CKAN's own default, ``$CKAN_INI``)."""
+    if step is None:
+        return None
+    config = ["-c", config_path] if config_path else []
+    return shlex.join(["ckan", *config, *NEXT_COMMANDS[step], *extra])
 
 
 # --- data migration files --------------------------------------------------
@@ -133,18 +151,28 @@ def database_state(connection: Connection,
         "head": head, "head_number": _revision_ordinal(script, head),
         "at_head": False, "pending_core_migrations": None,
         "pending_core_count": None, "pending_plugin_migrations": {},
+        # Why CKAN's legacy version cannot be read (legacy.py), if it can't.
+        "legacy_version_problem": None,
     }
     has_ckan_tables = {"user", "package"} <= public
     if "migrate_version" in public and has_ckan_tables:
-        version = connection.execute(
-            text("SELECT version FROM migrate_version")).scalar()
+        try:
+            version = legacy.ckan_legacy_version(connection)
+        except OperatorError as error:
+            version, state["legacy_version_problem"] = None, str(error)
+        if version is None and not state["legacy_version_problem"]:
+            state["legacy_version_problem"] = (
+                "CKAN's row of migrate_version holds no version: the legacy "
+                "schema version is unknown")
         # Every revision numbered at or below the legacy version is a no-op.
         remaining = [rev for rev in script.walk_revisions()
                      if (_revision_ordinal(script, rev.revision) or 0)
                      > (version or 0)]
+        # No version: what is pending cannot be told.
+        known = version is not None
         state.update(kind="legacy", is_ckan=True, legacy_version=version,
-                     pending_core_migrations=True,
-                     pending_core_count=len(remaining))
+                     pending_core_migrations=True if known else None,
+                     pending_core_count=len(remaining) if known else None)
     elif "alembic_version" in public and has_ckan_tables:
         current = MigrationContext.configure(connection).get_current_heads()
         revision = current[0] if len(current) == 1 else ",".join(current)
@@ -172,7 +200,8 @@ def database_state(connection: Connection,
 def applied_migrations(connection: Connection) -> list[dict]:
     return [{"file": entry.name, "checksum": entry.checksum,
              "applied_at": entry.applied_at.isoformat(),
-             "duration_seconds": entry.duration_seconds}
+             "duration_seconds": entry.duration_seconds,
+             "skipped": entry.skipped}
             for entry in runner.applied(connection).values()]
 
 
@@ -209,61 +238,127 @@ def counts(connection: Connection, site_user: str | None = None) -> dict:
 
 # --- the whole picture -----------------------------------------------------
 
-def next_step(database: dict, data: dict,
-              demoted: Optional[list[dict]]) -> tuple[str, str]:
-    """The next command to run, and why."""
+@dataclass
+class NextStep:
+    step: Optional[str]    # a key of NEXT_COMMANDS; None: explained
+    reason: str
+
+
+def next_step(connection: Connection, database: dict, data: dict,
+              demoted: Optional[list[dict]],
+              config_path: Optional[str]) -> NextStep:
+    """The next command to run, and why; or, for a state no command of
+    ours can move on from, why not (the step is then None)."""
+    if database["kind"] == "empty":
+        return NextStep("import", "this database holds no CKAN site yet")
     if not database["is_ckan"]:
-        return "import", "this database holds no CKAN site yet"
+        return NextStep(None, (
+            "this database holds tables but not a CKAN site: check that "
+            "sqlalchemy.url names the site's database; to load the old site "
+            "in its place: "
+            f"{command_line('import', config_path, '--replace')} (the "
+            "current database is kept under a backup name)"))
+    if database["kind"] == "legacy" and database["legacy_version"] is None:
+        return NextStep(None, database["legacy_version_problem"])
     if data["changed"]:
-        # migrate refuses these; the operator must restore the applied file.
         names = ", ".join(data["changed"])
-        return "migrate", (f"applied data migrations changed since: {names}; "
-                           "restore the applied version first")
+        return NextStep(None, (
+            f"applied data migrations changed since: {names}; migrate "
+            "refuses until the applied version is restored"))
     if data["pending"]:
-        names = ", ".join(data["pending"])
-        return "migrate", f"data migrations not applied: {names}"
+        return migrate_step(connection, data, config_path,
+                            "data migrations not applied: "
+                            + ", ".join(data["pending"]))
     if database["pending_core_migrations"]:
-        return "migrate", "CKAN's schema upgrade has not run"
+        return migrate_step(connection, data, config_path,
+                            "CKAN's schema upgrade has not run")
     if database["pending_plugin_migrations"]:
         names = ", ".join(database["pending_plugin_migrations"])
-        return "migrate", f"plugin migrations pending: {names}"
+        return migrate_step(connection, data, config_path,
+                            f"plugin migrations pending: {names}")
     if demoted:
-        return ("promote --demoted",
-                f"{len(demoted)} demoted sysadmin(s) not promoted yet")
-    return ("search-index rebuild",
-            "the database is migrated; rebuild the search index if not "
-            "done since the migration")
+        return NextStep("promote --demoted",
+                        f"{len(demoted)} demoted sysadmin(s) not promoted yet")
+    return NextStep("search-index rebuild",
+                    "the database is migrated; rebuild the search index if "
+                    "not done since the migration")
+
+
+def migrate_step(connection: Connection, data: dict,
+                 config_path: Optional[str], why: str) -> NextStep:
+    """``migrate``, with ``--no-data-migrations`` where the data
+    migrations cannot apply, as long as pre-flight would let it run and no
+    decision is needed first."""
+    state = preflight.classify(connection)
+    step = NO_DATA_MIGRATIONS if data["applicable"] is False else "migrate"
+    try:
+        preflight.check(connection, data["pending"],
+                        data_migrations=step == "migrate")
+    except OperatorError as error:
+        return NextStep(None, f"migrate would refuse: {error}")
+    clash = traps.email_clash_trap(connection)
+    if clash:
+        return NextStep(None, (
+            f"{clash.found} email address(es) are shared, ignoring case, by "
+            "active users (before the data migrations, some may be users "
+            "they delete), which CKAN 2.12 forbids; a person decides which "
+            "account keeps each: fix the accounts, or run "
+            f"{command_line(step, config_path, '--resolve-email-clash', 'keep-oldest')}"
+            " (the oldest account keeps the address)"))
+    if step == NO_DATA_MIGRATIONS:
+        why += (f"; they need CKAN 2.2's tables, which this {state.describe()} "
+                "lacks: the upgrade runs without them and records them as "
+                "skipped")
+    return NextStep(step, why)
+
+
+def data_migrations_applicable(connection: Connection, database: dict,
+                               pending: list[str]) -> Optional[bool]:
+    """Whether the pending data migrations can run here (None: nothing
+    pending, or not a CKAN database)."""
+    if not pending or not database["is_ckan"] or \
+            database["legacy_version_problem"]:
+        return None
+    return preflight.data_migrations_blocked(
+        preflight.classify(connection), pending) is None
 
 
 def collect(engine: Engine | Connection | None = None, *,
             plugins: Iterable[str] | None = None,
             site_user: str | None = None,
-            migrations_dir: str | None = None) -> dict:
+            migrations_dir: str | None = None,
+            config_path: str | None = None) -> dict:
     """The status of the database of ``engine`` (CKAN's by default) as a
-    JSON-serialisable dict.  ``plugins`` defaults to ``ckan.plugins`` and
-    ``site_user`` to ``ckan.site_id`` of CKAN's config."""
-    if engine is None or plugins is None or site_user is None:
+    JSON-serialisable dict.  ``plugins`` defaults to ``ckan.plugins``,
+    ``site_user`` to ``ckan.site_id`` and ``config_path`` (named in the
+    next command) to the file of CKAN's config."""
+    if engine is None or plugins is None or site_user is None \
+            or config_path is None:
         from ckan.common import config
         if plugins is None:
             plugins = config.get("ckan.plugins") or []
         if site_user is None:
             site_user = config.get("ckan.site_id")
+        if config_path is None:
+            config_path = config.get("__file__")
     if engine is None:
         import ckan.model as model
         engine = model.ensure_engine()
     if isinstance(engine, Connection):
-        return _collect(engine, list(plugins), site_user, migrations_dir)
+        return _collect(engine, list(plugins), site_user, migrations_dir,
+                        config_path)
     with engine.connect() as connection:
         try:
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
             return _collect(connection, list(plugins), site_user,
-                            migrations_dir)
+                            migrations_dir, config_path)
         finally:
             connection.rollback()
 
 
 def _collect(connection: Connection, plugins: list[str],
-             site_user: str | None, migrations_dir: str | None) -> dict:
+             site_user: str | None, migrations_dir: str | None,
+             config_path: str | None) -> dict:
     database = database_state(connection, plugins)
     files = migration_files(migrations_dir)
     applied = applied_migrations(connection)
@@ -273,25 +368,30 @@ def _collect(connection: Connection, plugins: list[str],
         entry["file_present"] = on_disk is not None
         entry["checksum_matches"] = (on_disk is not None
                                      and on_disk["checksum"] == entry["checksum"])
+    pending = [f["file"] for f in files if f["file"] not in by_name]
     data = {
         "applied": applied,
-        "pending": [f["file"] for f in files if f["file"] not in by_name],
+        "pending": pending,
         # Applied, but the file has changed since: the ledger and the code
         # disagree, which an operator must look at before going on.
         "changed": [entry["file"] for entry in applied
                     if entry["file_present"] and not entry["checksum_matches"]],
+        # Whether the pending ones can run here, or need
+        # `migrate --no-data-migrations` (None: none pending).
+        "applicable": data_migrations_applicable(connection, database,
+                                                 pending),
     }
     demoted = demoted_not_promoted(connection) if database["is_ckan"] else None
-    next_name, reason = next_step(database, data, demoted)
+    step = next_step(connection, database, data, demoted, config_path)
     return {
         "database": database,
         "data_migrations": data,
         "demotions_recorded": demoted is not None,
         "demoted_not_promoted": demoted or [],
         "counts": counts(connection, site_user) if database["is_ckan"] else None,
-        "next": next_name,
-        "next_command": NEXT_COMMANDS[next_name],
-        "next_reason": reason,
+        "next": step.step,
+        "next_command": command_line(step.step, config_path),
+        "next_reason": step.reason,
     }
 
 
@@ -302,6 +402,8 @@ def describe_database(database: dict) -> str:
         return "empty (not a CKAN database)"
     if database["kind"] == "not-ckan":
         return "not a CKAN database"
+    if database["kind"] == "legacy" and database["legacy_version"] is None:
+        return "legacy CKAN schema at an unknown version"
     if database["kind"] == "legacy":
         return (f"legacy CKAN schema, sqlalchemy-migrate version "
                 f"{database['legacy_version']}")
@@ -317,7 +419,8 @@ def format_text(status: dict) -> str:
     database = status["database"]
     lines = [f"Database:            {describe_database(database)}"]
     if database["is_ckan"]:
-        core = ("none pending" if not database["pending_core_migrations"]
+        core = ("unknown" if database["pending_core_migrations"] is None
+                else "none pending" if not database["pending_core_migrations"]
                 else f"{database['pending_core_count']} pending")
         plugins = database["pending_plugin_migrations"]
         plugin_text = (", ".join(f"{name} ({count})"
@@ -332,13 +435,18 @@ def format_text(status: dict) -> str:
             note = "" if entry["checksum_matches"] else (
                 "  FILE CHANGED SINCE" if entry["file_present"]
                 else "  FILE MISSING")
-            lines.append(f"{label:<21}{entry['file']} applied "
+            done = "skipped" if entry["skipped"] else "applied"
+            lines.append(f"{label:<21}{entry['file']} {done} "
                          f"{entry['applied_at']} sha256 "
                          f"{entry['checksum'][:12]}{note}")
     else:
         lines.append(f"{'Data migrations:':<21}none applied")
+    applicable = {True: " (they apply to this database)",
+                  False: " (they cannot apply to this database: "
+                         "migrate --no-data-migrations skips them)",
+                  None: ""}[data["applicable"]]
     lines.append(f"{'Pending data:':<21}"
-                 f"{', '.join(data['pending']) or 'none'}")
+                 f"{', '.join(data['pending']) or 'none'}{applicable}")
     if status["demotions_recorded"]:
         demoted = status["demoted_not_promoted"]
         names = ", ".join(user["name"] for user in demoted) or "none"
@@ -348,6 +456,7 @@ def format_text(status: dict) -> str:
         lines.append(f"{'Counts:':<21}{c['datasets']} datasets, "
                      f"{c['organisations']} organisations, {c['users']} users, "
                      f"{c['sysadmins']} sysadmins")
-    lines.append(f"{'Next:':<21}{status['next_command']}")
+    lines.append(f"{'Next:':<21}"
+                 f"{status['next_command'] or 'nothing to run, because:'}")
     lines.append(f"{'':<21}({status['next_reason']})")
     return "\n".join(lines)

@@ -337,6 +337,17 @@ def _delete_tracking_duplicates(scope: Scope) -> Found:
         "t.access_timestamp AND o.ctid < t.ctid)")}
 
 
+# The one trap that needs a person's decision; status asks for it alone.
+EMAIL_CLASHES = UpgradeTrap(
+    "email-clashes", frozenset({102, 108}),
+    "email addresses shared, ignoring case, by active users (revision "
+    "108's unique index); checked again after the data migrations",
+    "", _email_clashes, _resolve_email_clashes,
+    fixed=f"emails cleared on all but the oldest account (recorded in "
+          f"{EMAIL_CLASH_LEDGER})",
+    decision=_email_clash_decision)
+
+
 # The registry, in the order the fixes run -------------------------------
 
 REGISTRY: tuple[UpgradeTrap, ...] = (
@@ -381,14 +392,7 @@ REGISTRY: tuple[UpgradeTrap, ...] = (
         "active users with an empty email break the unique email indexes of "
         "revisions 102/108", "set to NULL", _blank_emails, _null_blank_emails,
         fixed="empty emails of active users set to NULL"),
-    UpgradeTrap(
-        "email-clashes", frozenset({102, 108}),
-        "email addresses shared, ignoring case, by active users (revision "
-        "108's unique index); checked again after the data migrations",
-        "", _email_clashes, _resolve_email_clashes,
-        fixed=f"emails cleared on all but the oldest account (recorded in "
-              f"{EMAIL_CLASH_LEDGER})",
-        decision=_email_clash_decision),
+    EMAIL_CLASHES,
     UpgradeTrap(
         "tracking-raw-duplicates", frozenset(),
         "tracking_raw rows that are duplicates or have NULLs in (user_key, "
@@ -436,3 +440,10 @@ def fix_traps(connection: Connection, plugins: Iterable[str] = (),
             if progress:
                 progress(f"  fixed {fix}")
     return fixes
+
+
+def email_clash_trap(connection: Connection) -> Optional[Trap]:
+    """The email clashes alone, when a pending revision forbids them."""
+    scope = _scope(connection, ())
+    found = EMAIL_CLASHES.found(scope) if EMAIL_CLASHES.applies(scope) else []
+    return found[0] if found else None

@@ -40,6 +40,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from ckanext.datagovuk import alembic_runner
+from ckanext.datagovuk.legacy import ckan_legacy_version
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def describe_version(connection: Connection,
     if revision:
         head = alembic_runner.head()
         return f"alembic {revision}" + (" (head)" if revision == head else "")
-    legacy = alembic_runner.legacy_version(connection)
+    legacy = ckan_legacy_version(connection)
     if legacy is not None:
         return f"legacy {legacy}"
     return "none"
@@ -121,7 +122,7 @@ def _columns(connection: Connection, table: str) -> set[str]:
 def revisions_to_run(connection: Connection) -> set[int]:
     """Legacy numbers of the core revisions the upgrade will run (those at
     or below a legacy version are skipped by CKAN's scripts)."""
-    legacy = alembic_runner.legacy_version(connection) or 0
+    legacy = ckan_legacy_version(connection) or 0
     script = alembic_runner.script_directory()
     numbers = set()
     for revision in alembic_runner.pending_revisions(connection):
@@ -263,7 +264,7 @@ def upgrade_core(connection: Connection,
                  progress: Optional[Progress] = None) -> UpgradeResult:
     """CKAN's core migrations to head, with the resource-link fix around
     074 when it is pending."""
-    legacy = alembic_runner.legacy_version(connection)
+    legacy = ckan_legacy_version(connection)
     result = UpgradeResult(describe_version(connection), "")
     on_step = _timer("core", result.revisions, progress)
     if resource_group_fix_needed(connection, legacy):

@@ -14,14 +14,16 @@
 --   step 4  rewrites the URLs of active organogram CSV resources from
 --           https://data.gov.uk/sites/default/files/ to the base URL in the
 --           setting datagovuk.organogram_base_url (skipped when it is empty);
---   step 5  deletes the users who publish nothing (not a sysadmin and not an
---           active admin/editor member of any group), with every row that
---           references them (see step 5 for the list and for what is kept);
+--   step 5  deletes the users who never published (not a sysadmin and never
+--           an admin/editor member of any group, whatever the state of that
+--           membership or of the group), with every row that references
+--           them (see step 5 for the list and for what is kept);
 --   step 6  demotes every sysadmin except the users named in
 --           datagovuk.keep_sysadmins and the new site's user, recording each
 --           in datagovuk.demoted_sysadmins so they can be promoted again;
 --   step 7  gives users named user_d<drupal uid> a valid, unique CKAN name
---           derived from their fullname (the Drupal user name);
+--           derived from their fullname (the Drupal user name), checked
+--           against the names users hold at the end;
 --   step 8  where the old harvest tables exist: renames harvest source types,
 --           points dkan sources at their /data.json, and deletes the
 --           duplicated source 2c798023-abac-4785-ad19-67bd5c1aed63 with its
@@ -205,11 +207,14 @@ END
 $step4$;
 
 
--- Step 5: delete the users who publish nothing.
+-- Step 5: delete the users who never published.
 --
--- A user is kept when they are a sysadmin, an active admin or editor member
--- of any group (organisation), the new site's user, or a sysadmin demoted by
--- an earlier run of this file (so a second run does not delete them).
+-- A user is kept when they are a sysadmin, the new site's user, a sysadmin
+-- demoted by an earlier run of this file (so a second run does not delete
+-- them), or have EVER been an admin or editor member of any group: every
+-- such member row counts, whatever the state of the membership, of the
+-- group or the group's type, as in the original 2018 script.  Deleting a
+-- user cannot be undone; keeping one who once published costs nothing.
 --
 -- Deleted with them: their follower rows (both directions), dashboard,
 -- ratings, authorization group memberships, old authorization rows
@@ -238,8 +243,7 @@ BEGIN
           AND NOT EXISTS (
               SELECT 1 FROM member m
               WHERE m.table_name = 'user' AND m.table_id = u.id
-                AND m.capacity IN ('admin', 'editor')
-                AND coalesce(m.state, 'active') = 'active')
+                AND m.capacity IN ('admin', 'editor'))
           AND NOT EXISTS (
               SELECT 1 FROM datagovuk.demoted_sysadmins d WHERE d.user_id = u.id);
     ALTER TABLE datagovuk_doomed_users ADD PRIMARY KEY (id);
@@ -388,25 +392,24 @@ $step6$;
 --      deriving it;
 --   2. derived name + '-' + Drupal uid (unique: the uid is the last part);
 --   3. the old name, kept (also when nothing valid can be derived).
--- A name is free when no user holds it (case-insensitively) or has it as
--- id, it is not the new site user's name, and no candidate 1 took it.
--- Old names are never candidates (derived names looking like user_d<digits>
--- count as not derivable), so a second run finds the same names taken and
--- changes nothing.
+-- Names are checked against the names users hold AT THE END, not at the
+-- start: a user_d name that its owner gives up is free for another (an old
+-- user_d109 whose fullname is user_d110 becomes user_d110 when user_d110
+-- takes a name from its own fullname).  A name is taken when a user who is
+-- not a user_d user holds it (case-insensitively), any user has it as id,
+-- it is the new site user's name, or a user_d user keeps it (candidate 3).
+-- Who keeps their old name depends on who is left without a free name, so
+-- the choice is repeated until nobody more has to keep theirs: the result
+-- depends on the data only (ties go to the smallest id), never on the order
+-- of rows.  A second run derives the same names, which the users then hold,
+-- and changes nothing.
 DO $step7$
 DECLARE
     site_user text := nullif(btrim(coalesce(
         current_setting('datagovuk.site_user', true), '')), '');
     changed bigint;
 BEGIN
-    CREATE TEMP TABLE datagovuk_taken_names ON COMMIT DROP AS
-        SELECT lower(name) AS name FROM "user"
-        UNION SELECT lower(id) FROM "user"
-        UNION SELECT lower(site_user) WHERE site_user IS NOT NULL;
-    ALTER TABLE datagovuk_taken_names ADD PRIMARY KEY (name);
-    ANALYZE datagovuk_taken_names;
-
-    CREATE TEMP TABLE datagovuk_renames ON COMMIT DROP AS
+    CREATE TEMP TABLE datagovuk_drupal_users ON COMMIT DROP AS
     WITH drupal_users AS (
         SELECT id, name, substring(name FROM '^user_d([0-9]+)$') AS uid,
                fullname
@@ -420,37 +423,71 @@ BEGIN
                    'AAAAAAAAACCCDEEEEEEEEIIIIIILNNNOOOOOOOORRSSSTTUUUUUUUUYYZZZaaaaaaaaacccdeeeeeeeeiiiiiilnnnoooooooorrsssttuuuuuuuuyyzzz')),
                    '[^a-z0-9_-]+', '-', 'g'), '-{2,}', '-', 'g'), '-_'), 100), '-_') AS base
         FROM drupal_users
-    ), valid AS (
-        SELECT id, name, uid, base,
-               row_number() OVER (PARTITION BY base ORDER BY id) AS rank
-        FROM derived
-        WHERE length(base) >= 3
-          AND base NOT IN ('new', 'edit', 'search')
-          AND base !~ '^user_d[0-9]+$'
-    ), first_choice AS (
-        SELECT v.id, v.base AS new_name FROM valid v
-        WHERE v.rank = 1
-          AND NOT EXISTS (SELECT 1 FROM datagovuk_taken_names t WHERE t.name = v.base)
-    ), second_choice AS (
-        SELECT v.id, rtrim(left(v.base, 99 - length(v.uid)), '-_') || '-' || v.uid AS new_name
-        FROM valid v
-        WHERE NOT EXISTS (SELECT 1 FROM first_choice f WHERE f.id = v.id)
     )
-    SELECT id, new_name FROM first_choice
-    UNION ALL
-    SELECT s.id, s.new_name FROM second_choice s
-    WHERE NOT EXISTS (SELECT 1 FROM datagovuk_taken_names t WHERE t.name = s.new_name)
-      AND NOT EXISTS (SELECT 1 FROM first_choice f WHERE f.new_name = s.new_name);
-    ALTER TABLE datagovuk_renames ADD PRIMARY KEY (id);
+    SELECT id, name, uid, base,
+           -- candidate 3 from the start when nothing valid can be derived
+           (length(base) < 3 OR base IN ('new', 'edit', 'search')) AS keeps_name
+    FROM derived;
+    ALTER TABLE datagovuk_drupal_users ADD PRIMARY KEY (id);
+    ANALYZE datagovuk_drupal_users;
+
+    CREATE TEMP TABLE datagovuk_fixed_names ON COMMIT DROP AS
+        SELECT lower(u.name) AS name FROM "user" u
+        WHERE NOT EXISTS (SELECT 1 FROM datagovuk_drupal_users d WHERE d.id = u.id)
+        UNION SELECT lower(id) FROM "user"
+        UNION SELECT lower(site_user) WHERE site_user IS NOT NULL;
+    ALTER TABLE datagovuk_fixed_names ADD PRIMARY KEY (name);
+    ANALYZE datagovuk_fixed_names;
+
+    CREATE TEMP TABLE datagovuk_renames (id text PRIMARY KEY, new_name text)
+        ON COMMIT DROP;
+    LOOP
+        TRUNCATE datagovuk_renames;
+        INSERT INTO datagovuk_renames
+        WITH taken AS (
+            SELECT name FROM datagovuk_fixed_names
+            UNION SELECT name FROM datagovuk_drupal_users WHERE keeps_name
+        ), valid AS (
+            SELECT id, uid, base,
+                   row_number() OVER (PARTITION BY base ORDER BY id) AS rank
+            FROM datagovuk_drupal_users WHERE NOT keeps_name
+        ), first_choice AS (
+            SELECT v.id, v.base AS new_name FROM valid v
+            WHERE v.rank = 1
+              AND NOT EXISTS (SELECT 1 FROM taken t WHERE t.name = v.base)
+        ), second_choice AS (
+            SELECT v.id, rtrim(left(v.base, 99 - length(v.uid)), '-_') || '-' || v.uid AS new_name
+            FROM valid v
+            WHERE NOT EXISTS (SELECT 1 FROM first_choice f WHERE f.id = v.id)
+        )
+        SELECT id, new_name FROM first_choice
+        UNION ALL
+        SELECT s.id, s.new_name FROM second_choice s
+        WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.name = s.new_name)
+          AND NOT EXISTS (SELECT 1 FROM first_choice f WHERE f.new_name = s.new_name);
+
+        -- Those left without a free name keep theirs, which may take a
+        -- name another user chose: choose again.
+        UPDATE datagovuk_drupal_users d SET keeps_name = true
+        WHERE NOT d.keeps_name
+          AND NOT EXISTS (SELECT 1 FROM datagovuk_renames r WHERE r.id = d.id);
+        EXIT WHEN NOT FOUND;
+    END LOOP;
+    DELETE FROM datagovuk_renames r USING datagovuk_drupal_users d
+        WHERE r.id = d.id AND r.new_name = d.name;
     ANALYZE datagovuk_renames;
 
+    -- Through a name nobody holds first: a user may take the old name of
+    -- another renamed in the same statement, and "user".name is unique.
+    UPDATE "user" u SET name = 'datagovuk-renaming-' || u.id
+        FROM datagovuk_renames r WHERE u.id = r.id;
     UPDATE "user" u SET name = r.new_name
         FROM datagovuk_renames r WHERE u.id = r.id;
     GET DIAGNOSTICS changed = ROW_COUNT;
     RAISE NOTICE 'step 7: user_d users renamed from their fullname: %', changed;
 
-    SELECT count(*) INTO changed FROM "user"
-        WHERE name ~ '^user_d[0-9]+$' AND name IS DISTINCT FROM site_user;
+    SELECT count(*) INTO changed FROM datagovuk_drupal_users d
+        WHERE NOT EXISTS (SELECT 1 FROM datagovuk_renames r WHERE r.id = d.id);
     RAISE NOTICE 'step 7: user_d users keeping their name (no valid or free name from fullname): %', changed;
 
     -- The demotion record carries the name the user logs in with now.
@@ -460,7 +497,8 @@ BEGIN
           AND d.migration = '001_bytemark_to_govuk.sql';
 
     DROP TABLE datagovuk_renames;
-    DROP TABLE datagovuk_taken_names;
+    DROP TABLE datagovuk_fixed_names;
+    DROP TABLE datagovuk_drupal_users;
 END
 $step7$;
 

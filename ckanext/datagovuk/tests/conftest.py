@@ -188,6 +188,40 @@ def old_site_template_no_harvest(pg_admin_url, ckan_db_url):
     drop_database(pg_admin_url, name)
 
 
+class LegacySiteTemplates:
+    """Template databases of small generated sites at legacy versions,
+    each built on first use: ``templates[82]`` is the name of one at
+    legacy 82. Copy them with ``make_database(template=...)``."""
+
+    def __init__(self, admin_url: str, ckan_url: str):
+        self.admin_url, self.ckan_url = admin_url, ckan_url
+        self.names: dict[int, str] = {}
+
+    def __getitem__(self, version: int) -> str:
+        from ckanext.datagovuk import oldsite
+
+        if version not in self.names:
+            name = f"legacy_{version}_template"
+            drop_database(self.admin_url, name)
+            oldsite.generate(create_database(self.admin_url, self.ckan_url,
+                                             name),
+                             datasets=oldsite.MIN_DATASETS, version=version)
+            self.names[version] = name
+        return self.names[version]
+
+    def drop(self) -> None:
+        for name in self.names.values():
+            drop_database(self.admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def legacy_site_templates(pg_admin_url, ckan_db_url):
+    """:class:`LegacySiteTemplates` shared by the whole session."""
+    templates = LegacySiteTemplates(pg_admin_url, ckan_db_url)
+    yield templates
+    templates.drop()
+
+
 @pytest.fixture
 def old_site(make_database, old_site_template) -> str:
     """URL (CKAN role) of a fresh copy of the old site, dropped after the
@@ -281,6 +315,23 @@ def run_sql(url, statement, params=None):
             return cur.fetchall() if cur.description else None
     finally:
         conn.close()
+
+
+# ckanext-doi's row of the shared migrate_version table, as its docs show.
+DOI_MIGRATE_VERSION_ROW = (
+    "DOI", "/usr/lib/ckan/default/src/ckanext-doi/ckanext/doi/migration", 2)
+
+
+def put_another_extensions_row_first(url: str) -> None:
+    """Store ckanext-doi's row of ``migrate_version`` before CKAN's, as a
+    real site has it after a legacy ``paster db upgrade`` rewrote CKAN's
+    row (a fresh heap is read in insertion order)."""
+    rows = run_sql(url, "SELECT * FROM migrate_version")
+    run_sql(url, "DELETE FROM migrate_version")
+    run_sql(url, "VACUUM FULL migrate_version")
+    for row in [DOI_MIGRATE_VERSION_ROW, *rows]:
+        run_sql(url, "INSERT INTO migrate_version VALUES (%s, %s, %s)", row)
+    assert run_sql(url, "SELECT version FROM migrate_version")[0][0] == 2
 
 
 # A stand-in for the remote pg_dump, given to import with --remote-pg-dump

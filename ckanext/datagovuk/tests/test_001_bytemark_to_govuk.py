@@ -95,7 +95,6 @@ USERS = [
     ("u-editor", "editor1", "Editor One", False, "editor"),
     ("u-admin", "admin1", "Admin One", False, "admin"),
     ("u-lurker", "lurker", "Lurker", False, None),
-    ("u-former", "former-editor", "Former", False, None),
     ("u-visitor", "visitor", None, False, None),
     ("u-logged", "logged_in", None, False, None),
     ("u-gone", "user_d114", "Gone Away", False, None),
@@ -117,16 +116,35 @@ USERS = [
     ("u-12", "user_d112", "Ab", False, "editor"),
     ("u-13", "user_d113", "  Mary  --  Jones_ ", False, "admin"),
     ("u-14", "user_d115", "", False, "editor"),
+    # names resolved against the names held at the end (issue 15, item 5):
+    # user_d117 gives up its name, which user_d116's fullname asks for ...
+    ("u-15", "user_d116", "user_d117", False, "editor"),
+    ("u-16", "user_d117", "Peter Pan", False, "editor"),
+    # ... two users swap names ...
+    ("u-17", "user_d120", "user_d121", False, "editor"),
+    ("u-18", "user_d121", "user_d120", False, "editor"),
+    # ... and a name its user keeps stays taken
+    ("u-19", "user_d122", "user_d110", False, "editor"),
+    # publishers once, whose admin/editor membership has ended (member rows
+    # below): kept, whatever the state of the membership or group
+    ("u-former", "former-editor", "Former", False, None),
+    ("u-oldorg", "old-org-editor", "Old Org", False, None),
+    ("u-grpadmin", "group-admin", "Group Admin", False, None),
 ]
 EXPECTED_NAMES = {
     "u-sysd": "big-boss", "u-01": "john-smith", "u-02": "john-smith-100",
     "u-03": "zoe-o-brien", "u-04": "user_d103", "u-05": "user_d104",
-    "u-06": "existing-name-105", "u-07": "dgu-site-106", "u-08": "user_d107",
+    "u-06": "existing-name-105", "u-07": "dgu-site-106", "u-08": "user_d108",
     "u-09": "x" * 100, "u-10": "user_d110", "u-11": "user_d111",
     "u-12": "user_d112", "u-13": "mary-jones", "u-14": "user_d115",
+    "u-15": "user_d117", "u-16": "peter-pan", "u-17": "user_d121",
+    "u-18": "user_d120", "u-19": "user_d110-122",
     "u-editor": "editor1", "u-existing": "existing-name", "u-jane": "jane",
 }
-DELETED_USERS = {"u-lurker", "u-former", "u-visitor", "u-logged", "u-gone"}
+DELETED_USERS = {"u-lurker", "u-visitor", "u-logged", "u-gone"}
+# Their only admin/editor membership has ended (issue 15, item 3).
+ONCE_PUBLISHED = {"u-former": "m-former", "u-oldorg": "m-oldorg",
+                  "u-grpadmin": "m-grpadmin"}
 
 
 def scenario_sql() -> str:
@@ -136,7 +154,8 @@ INSERT INTO revision (id, timestamp, author, message, state)
     VALUES ('rev-1', now(), 'oldadmin', 'seed', 'active');
 INSERT INTO "group" (id, name, title, type, is_organization, state)
     VALUES ('org-a', 'cabinet-office', 'Cabinet Office', 'organization', true, 'active'),
-           ('grp-b', 'a-group', 'A group', 'group', false, 'active');
+           ('grp-b', 'a-group', 'A group', 'group', false, 'active'),
+           ('org-gone', 'closed-office', 'Closed Office', 'organization', true, 'deleted');
 INSERT INTO package (id, name, title, state, type, owner_org, creator_user_id)
     VALUES ('pkg-org', 'organogram-co', 'Organogram CO', 'active', 'dataset', 'org-a', 'u-lurker'),
            ('pkg-la', 'organogram-la', 'Organogram LA', 'active', 'dataset', 'org-a', 'u-editor'),
@@ -200,6 +219,8 @@ INSERT INTO package_tag_revision (id, package_id, tag_id, state, revision_id, co
 INSERT INTO member (id, group_id, table_id, table_name, capacity, state, revision_id) VALUES
     ('m-lurker', 'grp-b', 'u-lurker', 'user', 'member', 'active', 'rev-1'),
     ('m-former', 'org-a', 'u-former', 'user', 'editor', 'deleted', 'rev-1'),
+    ('m-oldorg', 'org-gone', 'u-oldorg', 'user', 'editor', 'active', 'rev-1'),
+    ('m-grpadmin', 'grp-b', 'u-grpadmin', 'user', 'admin', 'deleted', 'rev-1'),
     ('m-pkg', 'org-a', 'pkg-org', 'package', 'organization', 'active', 'rev-1');
 INSERT INTO member_revision (id, group_id, table_id, table_name, capacity, state, revision_id, continuity_id) VALUES
     ('m-lurker', 'grp-b', 'u-lurker', 'user', 'member', 'active', 'rev-1', 'm-lurker'),
@@ -284,7 +305,7 @@ def build_schema_22(url: str) -> None:
         DROP TABLE alembic_version;
         CREATE TABLE migrate_version (repository_id varchar(250) PRIMARY KEY,
                                       repository_path text, version integer);
-        INSERT INTO migrate_version VALUES ('Ckan Migrations',
+        INSERT INTO migrate_version VALUES ('Ckan',
             '/usr/lib/ckan/default/src/ckan/ckan/migration', 71);""")
 
 
@@ -488,9 +509,21 @@ def test_non_publishing_users_are_deleted_and_publishers_kept(migrated):
     for user_id, _name, _fullname, sysadmin, capacity in USERS:
         if user_id not in DELETED_USERS:
             assert user_id in remaining, user_id
-            assert sysadmin or capacity in ("admin", "editor")
+            assert sysadmin or capacity in ("admin", "editor") or \
+                user_id in ONCE_PUBLISHED
     assert runner.StepNotice(5, "non-publishing users deleted", len(DELETED_USERS)) \
         in applied.steps
+
+
+def test_a_user_who_was_ever_an_admin_or_editor_is_kept_with_the_membership(
+        migrated):
+    site22, _ = migrated
+    members = query(site22, "SELECT table_id, id, state FROM member "
+                            "WHERE table_id IN %s", (tuple(ONCE_PUBLISHED),))
+    assert {user_id: member_id for user_id, member_id, _ in members} == \
+        ONCE_PUBLISHED
+    assert scalar(site22, "SELECT count(*) FROM member_revision "
+                          "WHERE id = 'm-former'") == 1
 
 
 # (table, column) pairs that point at users in the 2.2 schema
@@ -596,7 +629,7 @@ def test_user_d_users_get_valid_unique_names_from_their_fullname(migrated):
     renamed = [remaining[user_id][0] for user_id, name in EXPECTED_NAMES.items()
                if not name.startswith("user_d")]
     assert all(valid.match(name) for name in renamed), renamed
-    assert runner.StepNotice(7, "user_d users renamed from their fullname", 8) \
+    assert runner.StepNotice(7, "user_d users renamed from their fullname", 14) \
         in applied.steps
 
 
@@ -652,7 +685,7 @@ def test_psql_route_gives_the_same_result_as_the_runner(site22, make_database,
                                                         schema22_templates):
     result = psql_001(site22, SETTINGS)
     assert result.returncode == 0, result.stderr
-    assert "step 5: non-publishing users deleted: 5" in result.stderr
+    assert "step 5: non-publishing users deleted: 4" in result.stderr
     via_runner = make_database(template=schema22_templates["scenario"])
     run_001(via_runner)
     execute(via_runner, "DROP TABLE datagovuk.applied_migrations")
@@ -746,10 +779,11 @@ def test_generated_old_site(old_site):
     assert scalar(old_site, "SELECT count(*) FROM package_tag_revision") == 0
     # users: publishers and sysadmins stay, the others go
     for name in (*known.pseudo_users, known.non_publishing_user_d,
-                 *known.non_publishing_with_history, known.deleted_membership_only):
+                 *known.non_publishing_with_history):
         assert ids[name] not in names, name
     for name in (known.publishing_admin, known.publishing_editor,
-                 known.active_and_deleted_memberships, *known.sysadmins,
+                 known.active_and_deleted_memberships,
+                 known.deleted_membership_only, *known.sysadmins,
                  *known.same_fullname_users, *known.invalid_fullnames):
         assert ids[name] in names, name
     deleted = user_count - len(names)

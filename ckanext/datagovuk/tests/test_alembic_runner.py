@@ -1,7 +1,7 @@
 """CKAN's real alembic revisions, driven on a connection we hold."""
 import sqlalchemy as sa
 
-from ckanext.datagovuk import alembic_runner
+from ckanext.datagovuk import alembic_runner, legacy
 
 
 def engine_for(url):
@@ -51,8 +51,8 @@ def test_legacy_version_makes_older_revisions_no_ops(make_database):
         connection.exec_driver_sql(
             "CREATE TABLE migrate_version (repository_id varchar(250) "
             "PRIMARY KEY, repository_path text, version integer);"
-            "INSERT INTO migrate_version VALUES ('Ckan Migrations', '', 71)")
-        assert alembic_runner.legacy_version(connection) == 71
+            "INSERT INTO migrate_version VALUES ('Ckan', '', 71)")
+        assert legacy.ckan_legacy_version(connection) == 71
         # Revisions up to 071 are skipped, so on an empty database they
         # create nothing; 072 then fails for want of the tables they make.
         alembic_runner.upgrade(connection, alembic_runner.CKAN_22_REVISION,

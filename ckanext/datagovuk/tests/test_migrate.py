@@ -17,8 +17,9 @@ import pytest
 from ckanext.datagovuk import archive, db, migrate, oldsite, runner
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
-    TEST_INI, admin_execute, ckan_datagovuk, dump_database, one_line_error,
-    paster_datagovuk, run_command)
+    DOI_MIGRATE_VERSION_ROW, TEST_INI, admin_execute, ckan_datagovuk,
+    dump_database, one_line_error, paster_datagovuk,
+    put_another_extensions_row_first, run_command)
 from ckanext.datagovuk.tests.conftest import run_sql as query
 
 KNOWN = oldsite.KNOWN_CASES
@@ -54,6 +55,10 @@ def snapshot_old_site(url: str) -> dict:
             url, "SELECT id, type FROM harvest_source")),
         "revisions": query(url, "SELECT count(*) FROM revision")[0][0],
         "related": query(url, "SELECT count(*) FROM related")[0][0],
+        "history_rows": {
+            table: query(url, f'SELECT count(*) FROM "{table}"')[0][0]
+            for table in [*archive.DROPPED_BY_UPGRADE, *archive.TAG_TABLES]
+            if query(url, "SELECT to_regclass(%s)", (table,))[0][0]},
     }
 
 
@@ -164,6 +169,25 @@ def test_legacy_tables_are_archived_with_all_their_rows(migrated):
         WHERE c.contype = 'f' AND n.nspname <> tn.nspname""")[0][0] == 0
 
 
+def test_the_archive_holds_the_history_as_it_was_before_the_data_migration(
+        migrated):
+    url, before = migrated["url"], migrated["before"]
+    archived = {table: query(
+        url, f'SELECT count(*) FROM datagovuk_legacy."{table}"')[0][0]
+        for table in before["history_rows"]}
+    assert archived == before["history_rows"]
+    # rows 001 deletes from the live tables, there as they were
+    for table in ("package_tag_revision", "tag", "user_object_role",
+                  "package_role", "package_extra_revision"):
+        assert archived[table] > 0, table
+    assert query(url, "SELECT count(*) FROM datagovuk_legacy.package_extra "
+                      "WHERE key IN ('schema', 'individual_resources')"
+                 )[0][0] > 0
+    # ... and still deleted from the live tables
+    assert query(url, "SELECT count(*) FROM tag")[0][0] == 0
+    assert query(url, "SELECT count(*) FROM package_tag")[0][0] == 0
+
+
 def test_every_active_dataset_keeps_its_active_resources(migrated):
     url, before = migrated["url"], migrated["before"]
     after = dict(query(url, "SELECT id, name FROM package "
@@ -200,7 +224,7 @@ def test_users_publishers_kept_others_gone_names_valid(migrated):
     for name in gone:
         assert before["users"][name] not in ids, name
     for name in (KNOWN.publishing_admin, KNOWN.publishing_editor,
-                 *KNOWN.same_fullname_users):
+                 KNOWN.deleted_membership_only, *KNOWN.same_fullname_users):
         assert before["users"][name] in ids, name
     names = [row[0] for row in query(url, 'SELECT name FROM "user"')]
     assert len(names) == len(set(names))
@@ -363,14 +387,64 @@ def test_a_site_without_harvest_tables_migrates_too(old_site_no_harvest):
 
 
 def test_skip_upgrade_commits_the_data_migrations_only(old_site):
+    tags = query(old_site, "SELECT count(*) FROM tag")[0][0]
     report = migrate_in_process(old_site, skip_upgrade=True).to_dict()
     assert report["schema_after"] == "legacy 71"
-    assert report["archive"] is None and report["upgrade"] is None
+    assert report["upgrade"] is None
+    # the archive's copy is taken before the data migrations all the same
+    copied = {table["name"]: table["rows"]
+              for table in report["archive"]["tables"]}
+    assert copied["tag"] == tags > 0
+    assert set(copied) == {*archive.DROPPED_BY_UPGRADE, *archive.TAG_TABLES}
+    assert query(old_site, "SELECT count(*) FROM datagovuk_legacy.tag"
+                 )[0][0] == tags
     assert [m["name"] for m in report["data_migrations"]] == [
         "001_bytemark_to_govuk.sql"]
     assert query(old_site, "SELECT count(*) FROM tag")[0][0] == 0
     assert query(old_site, "SELECT filename FROM datagovuk.applied_migrations"
                  ) == [("001_bytemark_to_govuk.sql",)]
+
+
+# --- migrate_version shared with other extensions (issue 15, item 1) -------
+
+def test_ckans_row_is_read_when_another_extensions_row_comes_first(old_site):
+    put_another_extensions_row_first(old_site)
+    report = migrate_in_process(old_site, resolve_email_clash="keep-oldest")
+    assert report.schema_before == "legacy 71"
+    assert report.schema_after.endswith("(head)")
+    # The other extension's row outlives revision 090, in the archive.
+    assert query(old_site, "SELECT * FROM datagovuk_legacy.migrate_version"
+                 ) == [DOI_MIGRATE_VERSION_ROW]
+    assert query(old_site, "SELECT to_regclass('public.migrate_version')"
+                 ) == [(None,)]
+    assert report.archive.migrate_version_rows == 1
+    assert "moved 1 other extensions' row(s) of migrate_version" in \
+        report.to_text()
+
+
+def test_after_skip_upgrade_ckan_reads_its_own_row_and_a_second_migrate_keeps_the_first_copies(
+        old_site):
+    put_another_extensions_row_first(old_site)
+    tags = query(old_site, "SELECT count(*) FROM tag")[0][0]
+    migrate_in_process(old_site, skip_upgrade=True)
+    # What CKAN 2.12's Repository.setup_migration_version_control reads
+    # (the first row) before a `ckan db upgrade`.
+    assert query(old_site, "select version from migrate_version") == [(71,)]
+    assert query(old_site, "SELECT * FROM datagovuk_legacy.migrate_version"
+                 ) == [DOI_MIGRATE_VERSION_ROW]
+    report = migrate_in_process(old_site, resolve_email_clash="keep-oldest")
+    assert report.schema_after.endswith("(head)")
+    assert query(old_site, "SELECT count(*) FROM datagovuk_legacy.tag"
+                 )[0][0] == tags > 0
+
+
+def test_two_rows_that_look_like_ckans_are_refused_in_one_line(old_site):
+    query(old_site, "INSERT INTO migrate_version VALUES "
+          "('ckan-2.1', '/srv/ckan/ckan/migration', 70)")
+    before = dump_database(old_site)
+    message = assert_untouched(old_site, before,
+                               ckan_datagovuk(MIGRATE, db_url=old_site))
+    assert "2 rows that look like CKAN's" in message
 
 
 def test_a_second_migrate_refuses_while_one_runs(old_site):

@@ -73,7 +73,7 @@ def schema_dump(url: str) -> str:
 
 def test_migrate_version_is_71_and_no_alembic_version(site):
     assert query(site, "SELECT repository_id, version FROM migrate_version") \
-        == [("Ckan Migrations", 71)]
+        == [("Ckan", 71)]
     assert "alembic_version" not in table_names(site)
     column_types = query(site, """
         SELECT column_name, data_type, character_maximum_length
@@ -578,3 +578,59 @@ def test_write_dump_error_is_an_operator_error(make_database, tmp_path):
     url = db.with_database(make_database(), "no_such_database_here")
     with pytest.raises(OperatorError, match="pg_dump"):
         oldsite.write_dump(url, str(tmp_path / "x.dump"))
+
+
+# --- sites at other legacy versions ------------------------------------------
+
+def columns(url: str, table: str) -> set[str]:
+    return {row[0] for row in query(
+        url, "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = %s", (table,))}
+
+
+@pytest.mark.parametrize("version", oldsite.LEGACY_VERSIONS)
+def test_a_site_at_each_legacy_version_holds_data(version, make_database,
+                                                  legacy_site_templates):
+    url = make_database(template=legacy_site_templates[version])
+
+    assert query(url, "SELECT version FROM migrate_version") == [(version,)]
+    assert "alembic_version" not in table_names(url)
+    for table in ("package", "package_extra", "resource", "user", "member",
+                  "revision", "activity"):
+        assert scalar(url, f'SELECT count(*) FROM "{table}"') > 0, table
+    resource = columns(url, "resource")
+    if version < 74:
+        assert "resource_group_id" in resource
+        assert scalar(url, "SELECT count(*) FROM resource_group") > 0
+    else:
+        # Legacy 074 linked each resource to its dataset directly.
+        assert "resource_group" not in table_names(url)
+        assert "resource_group_id" not in resource
+        assert scalar(url, "SELECT count(*) FROM resource r WHERE NOT EXISTS "
+                      "(SELECT 1 FROM package p WHERE p.id = r.package_id)"
+                      ) == 0
+    assert ("resource_view" in table_names(url)) == (version >= 72)
+    if version >= 72:
+        assert scalar(url, "SELECT count(*) FROM resource_view") > 0
+    assert ("user_object_role" in table_names(url)) == (version < 78)
+    assert ("openid" in columns(url, "user")) == (version < 86)
+    if version >= 84:
+        assert scalar(url, "SELECT count(*) FROM package "
+                      "WHERE metadata_created IS NULL") == 0
+    # The continuity indexes production carried ahead of 079/080, or
+    # CKAN's own from those versions on: present either way.
+    indexes = {row[0] for row in query(
+        url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+    assert set(oldsite.CONTINUITY_INDEXES) <= indexes
+
+
+@pytest.mark.parametrize("version", [70, 90])
+def test_a_version_the_generator_cannot_build_is_refused(version,
+                                                         make_database):
+    url = make_database()
+
+    with pytest.raises(OperatorError, match="--legacy-version must be from "
+                       "71 .* to 89"):
+        oldsite.build_schema(url, version=version)
+
+    assert table_names(url) == set()

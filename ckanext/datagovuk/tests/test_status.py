@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import oldsite, runner, status
-from ckanext.datagovuk.tests.conftest import (ckan_datagovuk, dump_database,
-                                              paster_datagovuk)
+from ckanext.datagovuk import migrate, oldsite, runner, status
+from ckanext.datagovuk.tests.conftest import (
+    TEST_INI, ckan_datagovuk, dump_database, paster_datagovuk,
+    put_another_extensions_row_first, run_command)
 from ckanext.datagovuk.tests.conftest import run_sql as execute
 
 SITE_USER = "test.ckan.net"   # ckan.site_id of test.ini
@@ -85,15 +87,21 @@ def test_old_site_before_migration(journey):
     assert database["pending_core_count"] == (database["head_number"]
                                               - oldsite.LEGACY_VERSION)
     assert state["data_migrations"] == {
-        "applied": [], "pending": shipped_migrations(), "changed": []}
+        "applied": [], "pending": shipped_migrations(), "changed": [],
+        "applicable": True}
     assert state["demotions_recorded"] is False
     assert state["demoted_not_promoted"] == []
     # The site user is CKAN's own, not counted.
     assert state["counts"]["sysadmins"] == len(oldsite.KNOWN_CASES.sysadmins) - 1
     assert state["counts"]["datasets"] > 0
     assert state["counts"]["organisations"] > 0
-    assert state["next"] == "migrate"
-    assert state["next_command"] == "ckan -c CKAN_INI datagovuk migrate"
+    # The generated site has active users whose emails differ only in
+    # case: migrate would stop on them, so status explains the choice.
+    assert state["next"] is None
+    assert state["next_command"] is None
+    assert "email address(es) are shared" in state["next_reason"]
+    assert (f"ckan -c {TEST_INI} datagovuk migrate --resolve-email-clash "
+            "keep-oldest") in state["next_reason"]
 
 
 def test_after_migrate_skip_upgrade(journey):
@@ -118,8 +126,9 @@ def test_after_migrate_skip_upgrade(journey):
     assert state["counts"]["users"] < before["counts"]["users"]
     assert state["counts"]["datasets"] == before["counts"]["datasets"]
     assert state["counts"]["organisations"] == before["counts"]["organisations"]
-    assert state["next"] == "migrate"
-    assert "schema upgrade" in state["next_reason"]
+    # The publishing users whose emails clash are kept by 001.
+    assert state["next"] is None
+    assert "email address(es) are shared" in state["next_reason"]
 
 
 def test_after_full_migrate(journey):
@@ -141,7 +150,8 @@ def test_after_full_migrate(journey):
     assert state["counts"]["sysadmins"] == 0
     assert state["counts"]["datasets"] == journey["before"]["counts"]["datasets"]
     assert state["next"] == "promote --demoted"
-    assert state["next_command"] == "ckan -c CKAN_INI datagovuk promote --demoted"
+    assert state["next_command"] == (f"ckan -c {TEST_INI} datagovuk promote "
+                                     "--demoted")
 
 
 def test_after_full_migrate_text_through_paster(journey):
@@ -152,7 +162,8 @@ def test_after_full_migrate_text_through_paster(journey):
     assert "Core migrations:     none pending" in text
     names = sorted(journey["demoted"].values())
     assert f"To promote again:    {', '.join(names)}" in text
-    assert "Next:                ckan -c CKAN_INI datagovuk promote --demoted" in text
+    assert (f"Next:                ckan -c {TEST_INI} datagovuk promote "
+            "--demoted") in text
 
 
 def test_after_promotion(journey):
@@ -162,7 +173,7 @@ def test_after_promotion(journey):
     assert state["demoted_not_promoted"] == []
     assert state["counts"]["sysadmins"] == len(journey["demoted"])
     assert state["next"] == "search-index rebuild"
-    assert state["next_command"] == "ckan -c CKAN_INI search-index rebuild"
+    assert state["next_command"] == f"ckan -c {TEST_INI} search-index rebuild"
 
 
 def test_an_empty_database_needs_an_import(make_database):
@@ -173,6 +184,8 @@ def test_an_empty_database_needs_an_import(make_database):
     assert state["counts"] is None
     assert state["data_migrations"]["applied"] == []
     assert state["next"] == "import"
+    assert state["next_command"] == (f"ckan -c {TEST_INI} datagovuk import "
+                                     "SOURCE")
 
 
 # --- details, in this process -----------------------------------------------
@@ -267,7 +280,8 @@ def test_applied_pending_and_changed_files(head_site, tmp_path):
                                           ("002_second.sql", "0" * 64, False)]
     assert data["pending"] == ["003_third.sql"]
     assert data["changed"] == ["002_second.sql"]
-    assert state["next"] == "migrate"
+    # migrate refuses a changed file: nothing to run until it is restored.
+    assert state["next"] is None and state["next_command"] is None
     assert "002_second.sql" in state["next_reason"]
     assert "FILE CHANGED SINCE" in status.format_text(state)
 
@@ -304,5 +318,177 @@ def test_a_database_of_something_else_is_not_ckan(make_database):
 
     assert state["database"]["kind"] == "not-ckan"
     assert state["counts"] is None
-    assert state["next"] == "import"
+    # An import would refuse a database with tables; replacing it is the
+    # operator's call, so status explains instead.
+    assert state["next"] is None
+    assert "import SOURCE --replace" in state["next_reason"]
     assert "not a CKAN database" in status.format_text(state)
+
+
+def test_ckans_legacy_version_when_another_extensions_row_comes_first(
+        old_site):
+    put_another_extensions_row_first(old_site)
+    database = status_json(old_site)["database"]
+    assert database["legacy_version"] == oldsite.LEGACY_VERSION
+    assert database["pending_core_count"] == (database["head_number"]
+                                              - oldsite.LEGACY_VERSION)
+
+
+# --- what status recommends runs, in every state the tests build ------------
+
+CLASHING_EMAILS_MADE_UNIQUE = """
+    UPDATE "user" SET email = id || '@example.org'
+    WHERE lower(email) IN (SELECT lower(email) FROM "user"
+                           WHERE state = 'active' AND email <> ''
+                           GROUP BY 1 HAVING count(*) > 1)"""
+
+
+class States:
+    """Builds each database state (a fresh database's URL) from the
+    session's templates."""
+
+    def __init__(self, request):
+        self.fixture = request.getfixturevalue
+
+    def copy(self, template_fixture: str, version=None) -> str:
+        template = self.fixture(template_fixture)
+        if version is not None:
+            template = template[version]
+        return self.fixture("make_database")(template=template)
+
+    def empty(self):
+        return self.fixture("make_database")()
+
+    def not_ckan(self):
+        url = self.empty()
+        execute(url, "CREATE TABLE invoices (id int)")
+        return url
+
+    def empty_migrate_version(self):
+        url = self.copy("legacy_site_templates", 71)
+        execute(url, "DELETE FROM migrate_version")
+        return url
+
+    def legacy_version_no_ckan_had(self):
+        url = self.legacy_82()
+        execute(url, "UPDATE migrate_version SET version = 95")
+        return url
+
+    def old_site_emails_clash(self):
+        return self.copy("old_site_template")
+
+    def old_site(self):
+        url = self.copy("old_site_template")
+        execute(url, CLASHING_EMAILS_MADE_UNIQUE)
+        return url
+
+    def old_site_data_migrated(self):
+        url = self.old_site()
+        migrate.migrate(url, [], runner.settings_from_config(),
+                        migrate.MigrationOptions(skip_upgrade=True))
+        return url
+
+    def legacy_82(self):
+        url = self.copy("legacy_site_templates", 82)
+        execute(url, CLASHING_EMAILS_MADE_UNIQUE)
+        return url
+
+    def new_site_never_migrated(self):
+        return self.copy("ckan_head_template")
+
+    def changed_ledger(self):
+        url = self.copy("ckan_head_template")
+        ledger(url, [(m.name, "0" * 64) for m in runner.discover()])
+        return url
+
+    def migrated(self):
+        return self.copy("migrated_old_site_template")
+
+    def promoted(self):
+        url = self.migrated()
+        result = ckan_datagovuk(["promote", "--demoted"], db_url=url)
+        assert result.returncode == 0, result.stderr
+        return url
+
+
+# state -> the step status must recommend (None: it explains instead).
+STATES = {
+    "empty": "import",
+    "not_ckan": None,
+    "empty_migrate_version": None,
+    "legacy_version_no_ckan_had": None,
+    "old_site_emails_clash": None,
+    "old_site": "migrate",
+    "old_site_data_migrated": "migrate",
+    "legacy_82": status.NO_DATA_MIGRATIONS,
+    "new_site_never_migrated": status.NO_DATA_MIGRATIONS,
+    "changed_ledger": None,
+    "migrated": "promote --demoted",
+    "promoted": "search-index rebuild",
+}
+
+
+def run_recommended(command: str, url: str, dump: str):
+    """The recommended command line, made safe to run: migrate with
+    --dry-run, import of ``dump`` with --plan."""
+    args = shlex.split(command)
+    assert args[:3] == ["ckan", "-c", TEST_INI], command
+    if args[3:5] == ["datagovuk", "migrate"]:
+        args.append("--dry-run")
+    if args[3:5] == ["datagovuk", "import"]:
+        args = [dump if arg == "SOURCE" else arg for arg in args] + ["--plan"]
+    return run_command(args, db_url=url)
+
+
+@pytest.mark.parametrize("state_name", list(STATES))
+def test_the_recommended_command_succeeds(request, state_name, old_site_dump):
+    url = getattr(States(request), state_name)()
+
+    state = collect(url, config_path=TEST_INI)
+
+    assert state["next"] == STATES[state_name], state["next_reason"]
+    assert state["next_reason"]
+    if state["next"] is None:
+        assert state["next_command"] is None
+        assert "Next:                nothing to run, because:" in \
+            status.format_text(state)
+        return
+    assert state["next_command"] == status.command_line(state["next"],
+                                                        TEST_INI)
+    if state["next"] == "search-index rebuild":
+        return          # needs Solr, which the harness does not have yet
+    result = run_recommended(state["next_command"], url, old_site_dump)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_empty_migrate_version_is_explained_not_counted(request):
+    url = States(request).empty_migrate_version()
+
+    state = collect(url)
+    text = status.format_text(state)
+
+    assert state["database"]["pending_core_count"] is None
+    assert "version None" not in text and "109 pending" not in text
+    assert "legacy CKAN schema at an unknown version" in text
+    assert "migrate_version has no row for CKAN itself" in text
+    assert state["next_command"] is None
+
+
+def test_status_names_the_config_in_use(make_database):
+    state = status_json(make_database())
+
+    assert state["next_command"] == (f"ckan -c {TEST_INI} datagovuk import "
+                                     "SOURCE")
+
+
+def test_status_tells_whether_the_data_migrations_apply(request):
+    states = States(request)
+
+    old = collect(states.old_site())
+    legacy = collect(states.legacy_82())
+
+    assert old["data_migrations"]["applicable"] is True
+    assert legacy["data_migrations"]["applicable"] is False
+    assert "CKAN 2.2's tables, which this CKAN database at legacy " \
+        "sqlalchemy-migrate version 82" in legacy["next_reason"]
+    assert "--no-data-migrations skips them" in status.format_text(legacy)

@@ -50,7 +50,7 @@ def ckan22_template(pg_admin_url, ckan_db_url):
             "CREATE TABLE migrate_version (repository_id varchar(250) "
             "PRIMARY KEY, repository_path text, version integer)")
         conn.exec_driver_sql(
-            "INSERT INTO migrate_version VALUES ('Ckan Migrations', '', 71)")
+            "INSERT INTO migrate_version VALUES ('Ckan', '', 71)")
         conn.exec_driver_sql(SEED)
     yield name
     drop_database(pg_admin_url, name)
