@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Optional
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import alembic_runner, db, preflight
+from ckanext.datagovuk import alembic_runner, db, traps
 from ckanext.datagovuk.errors import OperatorError
 
 Progress = Optional[Callable[[str], None]]
@@ -333,7 +333,7 @@ def build_schema(url, harvest: bool = True, progress: Progress = None,
             if harvest:
                 connection.exec_driver_sql(_HARVEST_DDL)
             for index, table in CONTINUITY_INDEXES.items():
-                if preflight.INDEXES_CREATED_BY_UPGRADE[index] > version:
+                if traps.INDEXES_CREATED_BY_UPGRADE[index] > version:
                     connection.exec_driver_sql(
                         f"CREATE INDEX {index} ON {table} (continuity_id)")
     except Exception as error:
