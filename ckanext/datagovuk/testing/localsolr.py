@@ -136,6 +136,19 @@ def _read_port(solr: Solr) -> int:
                        f"{solr.logs()}")
 
 
+def _launch(solr: Solr) -> subprocess.Popen:
+    with open(os.path.join(solr.directory, "launcher.log"), "wb") as log:
+        try:
+            # Its own session: a Ctrl-C meant for CMD must not stop Solr
+            # while CMD is still cleaning up; stop() ends it afterwards.
+            return subprocess.Popen(
+                _command(solr), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, text=True, start_new_session=True)
+        except FileNotFoundError:
+            raise RuntimeError("java is not installed: Solr needs Java 17"
+                               ) from None
+
+
 def start(parent: str | None = None) -> Solr:
     """Start a Solr with a ``ckan`` core in a new temporary directory."""
     if not os.path.exists(LAUNCHER_JAR):
@@ -143,12 +156,7 @@ def start(parent: str | None = None) -> Solr:
     solr = Solr(directory=tempfile.mkdtemp(prefix="datagovuk-solr-", dir=parent))
     try:
         _lay_out_home(solr.home)
-        with open(os.path.join(solr.directory, "launcher.log"), "wb") as log:
-            # Its own session: a Ctrl-C meant for CMD must not stop Solr
-            # while CMD is still cleaning up; stop() ends it afterwards.
-            solr.process = subprocess.Popen(
-                _command(solr), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=log, text=True, start_new_session=True)
+        solr.process = _launch(solr)
         solr.port = _read_port(solr)
     except BaseException:
         solr.stop()
@@ -161,7 +169,11 @@ def environment(solr: Solr) -> dict[str, str]:
 
 
 def run(command: list[str]) -> int:
-    solr = start()
+    try:
+        solr = start()
+    except RuntimeError as error:
+        print(f"Error: could not start a private Solr: {error}", file=sys.stderr)
+        return 1
     return localpg.run_with(environment(solr), solr.stop,
                             f"private Solr at {solr.base_url} "
                             f"in {solr.directory}", command)

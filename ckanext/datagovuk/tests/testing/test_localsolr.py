@@ -175,3 +175,16 @@ def test_a_core_that_cannot_load_fails_the_start_with_its_cause(
 
     assert list(parent.iterdir()) == []
     assert jvms_in(str(parent)) == []
+
+
+def test_run_without_java_is_one_line_and_does_not_run_the_command(tmp_path):
+    marker = tmp_path / "ran"
+    result = subprocess.run([*RUN, "/usr/bin/touch", str(marker)],
+                            env={**os.environ, "PATH": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "Error: could not start a private Solr: java is not installed: "
+        "Solr needs Java 17"]
+    assert not marker.exists()
