@@ -73,6 +73,29 @@ def status(as_json):
         click.echo(database_status.format_text(result))
 
 
+@datagovuk.command(short_help="Rebuild the search index into a new core, then swap it in.")
+@click.option("--configset", default="ckan", show_default=True,
+              help="Solr configset the new core is made from.")
+@click.option("--drop-old", is_flag=True,
+              help="Unload the previous index after the swap instead of keeping it.")
+def reindex(configset, drop_old):
+    """Index every dataset CKAN indexes (active, private and draft) with
+    CKAN's own indexer into a new Solr core, created through CoreAdmin on
+    the node of solr_url while the live core keeps serving; check that it
+    holds every dataset and that a sample matches package_show; then swap
+    it with the live core (CoreAdmin SWAP). The previous index is kept
+    under a printed name unless --drop-old. A failure or Ctrl-C unloads the
+    new core and leaves the live one as it was."""
+    from ckan.common import config
+
+    from ckanext.datagovuk import reindex as search_index
+
+    result = search_index.reindex(
+        config["solr_url"], configset=configset, drop_old=drop_old,
+        user=config.get("solr_user"), password=config.get("solr_password"))
+    click.echo(search_index.format_result(result))
+
+
 class ConfiguredDatabase:
     """The target database URL read from the config by ``paster``, which
     runs ``import`` without building CKAN's app (whose start-up would need

@@ -1,0 +1,95 @@
+"""``datagovuk reindex`` against a real Solr: a private one per test
+(``localsolr.start()``), so that its swap leaves the session's core alone.
+The datasets are made with CKAN's factories in the session's database,
+whose own indexer also fills the session's core: the reference documents."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+from ckanext.datagovuk.testing import localsolr
+from ckanext.datagovuk.tests.conftest import ckan_datagovuk, one_line_error
+
+# Set by Solr itself at indexing time, so never equal between two indexes.
+VOLATILE_FIELDS = {"indexed_ts", "_version_"}
+
+
+@pytest.fixture
+def solr():
+    with localsolr.start() as server:
+        yield server
+
+
+@pytest.fixture
+def site(clean_db, clean_index):
+    """Ids of the datasets CKAN indexes (public, private, draft) and of a
+    deleted one it does not."""
+    from ckan.plugins import toolkit
+    from ckan.tests import factories
+
+    owner = factories.Organization()["id"]
+    indexed = [factories.Dataset(owner_org=owner)["id"] for _ in range(3)]
+    indexed.append(factories.Dataset(owner_org=owner, private=True)["id"])
+    indexed.append(factories.Dataset(owner_org=owner, state="draft")["id"])
+    deleted = factories.Dataset(owner_org=owner)["id"]
+    toolkit.get_action("package_delete")({"ignore_auth": True}, {"id": deleted})
+    return {"indexed": sorted(indexed), "deleted": deleted}
+
+
+def documents(core_url: str) -> dict[str, dict]:
+    reply = requests.get(f"{core_url}/select", timeout=30, params={
+        "q": "*:*", "rows": 1000, "wt": "json"})
+    reply.raise_for_status()
+    return {doc["id"]: {key: value for key, value in doc.items()
+                        if key not in VOLATILE_FIELDS}
+            for doc in reply.json()["response"]["docs"]}
+
+
+def test_reindex_swaps_in_ckans_own_documents_and_keeps_the_old_core(
+        site, solr, ckan_solr_url):
+    result = ckan_datagovuk(["reindex"], env={"CKAN_SOLR_URL": solr.core_url()})
+
+    assert result.returncode == 0, result.stderr
+    assert f"{len(site['indexed'])} datasets now served by core ckan" \
+        in result.stdout
+    served = documents(solr.core_url())
+    assert sorted(served) == site["indexed"]
+    assert served == documents(ckan_solr_url)
+    previous = re.search(r"previous index kept as core (\S+)", result.stdout)
+    assert documents(solr.core_url(previous.group(1))) == {}
+
+
+def test_reindex_with_drop_old_leaves_only_the_live_core(site, solr):
+    result = ckan_datagovuk(["reindex", "--drop-old"],
+                            env={"CKAN_SOLR_URL": solr.core_url()})
+
+    assert result.returncode == 0, result.stderr
+    cores = requests.get(f"{solr.base_url}/admin/cores", timeout=30,
+                         params={"action": "STATUS", "wt": "json"}).json()
+    assert list(cores["status"]) == ["ckan"]
+    assert sorted(documents(solr.core_url())) == site["indexed"]
+
+
+def test_a_failed_reindex_is_one_line_and_leaves_the_live_core_serving(
+        site, solr):
+    before = documents(solr.core_url())
+    result = ckan_datagovuk(["reindex", "--configset", "missing"],
+                            env={"CKAN_SOLR_URL": solr.core_url()})
+
+    assert "Solr refused CREATE" in one_line_error(result)
+    assert documents(solr.core_url()) == before
+    cores = requests.get(f"{solr.base_url}/admin/cores", timeout=30,
+                         params={"action": "STATUS", "wt": "json"}).json()
+    assert list(cores["status"]) == ["ckan"]
+
+
+def test_an_unreachable_solr_is_one_line(site):
+    solr = localsolr.start()
+    url = solr.core_url()
+    solr.stop()
+
+    result = ckan_datagovuk(["reindex"], env={"CKAN_SOLR_URL": url})
+
+    assert "is unreachable" in one_line_error(result)
