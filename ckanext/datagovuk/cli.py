@@ -78,7 +78,9 @@ def status(as_json):
               help="Solr configset the new core is made from.")
 @click.option("--drop-old", is_flag=True,
               help="Unload the previous index after the swap instead of keeping it.")
-def reindex(configset, drop_old):
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Indexing processes (default: the number of CPUs).")
+def reindex(configset, drop_old, workers):
     """Index every dataset CKAN indexes (active, private and draft) with
     CKAN's own indexer into a new Solr core, created through CoreAdmin on
     the node of solr_url while the live core keeps serving; check that it
@@ -86,12 +88,15 @@ def reindex(configset, drop_old):
     it with the live core (CoreAdmin SWAP). The previous index is kept
     under a printed name unless --drop-old. A failure or Ctrl-C unloads the
     new core and leaves the live one as it was."""
+    import os
+
     from ckan.common import config
 
     from ckanext.datagovuk import reindex as search_index
 
     result = search_index.reindex(
         config["solr_url"], configset=configset, drop_old=drop_old,
+        workers=workers or os.cpu_count() or 1,
         user=config.get("solr_user"), password=config.get("solr_password"))
     click.echo(search_index.format_result(result))
 

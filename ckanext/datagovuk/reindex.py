@@ -88,7 +88,7 @@ class SolrCores:
 
 class BatchingConnection:
     """Stands in for the ``pysolr.Solr`` that CKAN's indexer makes for each
-    document: collects the documents and posts them to ``core_url`` in
+    document: collects the documents and posts them to its core in
     batches, never committing (one commit follows the whole run)."""
 
     def __init__(self, solr, batch_size: int = BATCH_SIZE):
@@ -106,10 +106,6 @@ class BatchingConnection:
         if self.pending:
             self.solr.add(self.pending, commit=False)
             self.pending = []
-
-    def commit(self, **_options) -> None:
-        self.flush()
-        self.solr.commit(waitSearcher=True)
 
     def delete(self, **_options) -> None:
         raise RuntimeError("a reindex into a new core deletes nothing")
@@ -174,19 +170,61 @@ class Progress:
         self.stream.flush()
 
 
-def index_datasets(connection: BatchingConnection, ids: list[str],
-                   progress: Callable[[int], None]) -> None:
+def _forget_parent_connections() -> None:
+    """In a forked worker: the database connections belong to the parent."""
+    from ckan import model
+
+    model.Session.remove()
+    model.meta.engine.dispose(close=False)
+
+
+def _index_chunk(core_url: str, ids: list[str]) -> int:
+    """Index ``ids`` with CKAN's indexer into ``core_url``, without commit."""
+    import pysolr
     from ckan import logic, model
 
-    context = {"ignore_auth": True}
+    connection = BatchingConnection(pysolr.Solr(core_url, timeout=TIMEOUT))
     with routed_to(connection):
-        for done, dataset_id in enumerate(ids, 1):
-            logic.index_update_package(context, dataset_id, True)
-            if done % BATCH_SIZE == 0:
-                # Keeps the session's identity map from holding every dataset.
-                model.Session.remove()
+        for dataset_id in ids:
+            logic.index_update_package({"ignore_auth": True}, dataset_id, True)
+        connection.flush()
+    # Keeps the session's identity map from holding every dataset.
+    model.Session.remove()
+    return len(ids)
+
+
+def _index_chunk_in_worker(task: tuple[str, list[str]]) -> int:
+    return _index_chunk(*task)
+
+
+def index_datasets(core_url: str, ids: list[str], workers: int,
+                   progress: Callable[[int], None]) -> None:
+    """Index ``ids`` into ``core_url`` in chunks of a batch, spread over
+    ``workers`` forked processes (each with its own database connection),
+    then commit once."""
+    import multiprocessing
+
+    import pysolr
+
+    tasks = [(core_url, ids[start:start + BATCH_SIZE])
+             for start in range(0, len(ids), BATCH_SIZE)]
+    done = 0
+    if workers <= 1:
+        for task in tasks:
+            done += _index_chunk_in_worker(task)
             progress(done)
-        connection.commit()
+    else:
+        pool = multiprocessing.get_context("fork").Pool(
+            workers, initializer=_forget_parent_connections)
+        try:
+            for indexed in pool.imap_unordered(_index_chunk_in_worker, tasks):
+                done += indexed
+                progress(done)
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
+    pysolr.Solr(core_url, timeout=TIMEOUT).commit(waitSearcher=True)
 
 
 def verify(cores: SolrCores, core: str, ids: list[str]) -> None:
@@ -217,7 +255,7 @@ def new_core_name(live: str) -> str:
 
 
 def reindex(solr_url: str, configset: str = CONFIGSET, drop_old: bool = False,
-            progress_stream=sys.stdout, user: str | None = None,
+            workers: int = 1, progress_stream=sys.stdout, user: str | None = None,
             password: str | None = None) -> dict:
     """Build the index of the configured database into a new core, verify
     it and swap it with the live core.  Returns what was done."""
@@ -228,10 +266,8 @@ def reindex(solr_url: str, configset: str = CONFIGSET, drop_old: bool = False,
     cores.create(new, configset)
     try:
         check_schema(cores, new)
-        import pysolr
-        connection = BatchingConnection(pysolr.Solr(cores.core_url(new),
-                                                    timeout=TIMEOUT))
-        index_datasets(connection, ids, Progress(len(ids), progress_stream))
+        index_datasets(cores.core_url(new), ids, workers,
+                       Progress(len(ids), progress_stream))
         verify(cores, new, ids)
     except BaseException as error:
         with contextlib.suppress(OperatorError):

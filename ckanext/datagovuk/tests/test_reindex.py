@@ -4,7 +4,9 @@ The datasets are made with CKAN's factories in the session's database,
 whose own indexer also fills the session's core: the reference documents."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
 
 import pytest
 import requests
@@ -49,7 +51,8 @@ def documents(core_url: str) -> dict[str, dict]:
 
 def test_reindex_swaps_in_ckans_own_documents_and_keeps_the_old_core(
         site, solr, ckan_solr_url):
-    result = ckan_datagovuk(["reindex"], env={"CKAN_SOLR_URL": solr.core_url()})
+    result = ckan_datagovuk(["reindex", "--workers", "2"],
+                            env={"CKAN_SOLR_URL": solr.core_url()})
 
     assert result.returncode == 0, result.stderr
     assert f"{len(site['indexed'])} datasets now served by core ckan" \
@@ -61,8 +64,9 @@ def test_reindex_swaps_in_ckans_own_documents_and_keeps_the_old_core(
     assert documents(solr.core_url(previous.group(1))) == {}
 
 
-def test_reindex_with_drop_old_leaves_only_the_live_core(site, solr):
-    result = ckan_datagovuk(["reindex", "--drop-old"],
+def test_reindex_in_one_process_with_drop_old_leaves_only_the_live_core(
+        site, solr):
+    result = ckan_datagovuk(["reindex", "--drop-old", "--workers", "1"],
                             env={"CKAN_SOLR_URL": solr.core_url()})
 
     assert result.returncode == 0, result.stderr
@@ -93,3 +97,25 @@ def test_an_unreachable_solr_is_one_line(site):
     result = ckan_datagovuk(["reindex"], env={"CKAN_SOLR_URL": url})
 
     assert "is unreachable" in one_line_error(result)
+
+
+def test_a_new_core_whose_schema_ckan_does_not_accept_is_dropped_unused(
+        site, solr):
+    """(A live core with such a schema never gets this far: CKAN itself
+    refuses to start with it.)"""
+    conf = os.path.join(solr.home, "configsets", "ckan", "conf")
+    old_conf = os.path.join(solr.home, "configsets", "ckan-2.7", "conf")
+    shutil.copytree(conf, old_conf)
+    with open(os.path.join(old_conf, "schema.xml")) as handle:
+        schema = handle.read()
+    with open(os.path.join(old_conf, "schema.xml"), "w") as handle:
+        handle.write(schema.replace('name="ckan-2.12"', 'name="ckan-2.7"', 1))
+
+    result = ckan_datagovuk(["reindex", "--configset", "ckan-2.7"],
+                            env={"CKAN_SOLR_URL": solr.core_url()})
+
+    assert "schema 'ckan-2.7', which this CKAN does not accept" in \
+        one_line_error(result)
+    cores = requests.get(f"{solr.base_url}/admin/cores", timeout=30,
+                         params={"action": "STATUS", "wt": "json"}).json()
+    assert list(cores["status"]) == ["ckan"]
