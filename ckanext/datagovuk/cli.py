@@ -80,7 +80,9 @@ def status(as_json):
               help="Unload the previous index after the swap instead of keeping it.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Indexing processes (default: the number of CPUs).")
-def reindex(configset, drop_old, workers):
+@click.option("--batch-size", type=click.IntRange(min=1), default=250,
+              show_default=True, help="Datasets sent to Solr per request.")
+def reindex(configset, drop_old, workers, batch_size):
     """Index every dataset CKAN indexes (active, private and draft) with
     CKAN's own indexer into a new Solr core, created through CoreAdmin on
     the node of solr_url while the live core keeps serving; check that it
@@ -96,7 +98,7 @@ def reindex(configset, drop_old, workers):
 
     result = search_index.reindex(
         config["solr_url"], configset=configset, drop_old=drop_old,
-        workers=workers or os.cpu_count() or 1,
+        workers=workers or os.cpu_count() or 1, batch_size=batch_size,
         user=config.get("solr_user"), password=config.get("solr_password"))
     click.echo(search_index.format_result(result))
 

@@ -14,6 +14,7 @@ live core as it was.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Callable, Iterator
 
 import requests
 
-from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
 BATCH_SIZE = 250
 SAMPLE_SIZE = 20
@@ -170,20 +171,25 @@ class Progress:
         self.stream.flush()
 
 
-def _forget_parent_connections() -> None:
-    """In a forked worker: the database connections belong to the parent."""
+def _start_worker() -> None:
+    """In a forked worker: the database connections belong to the parent,
+    and so do Ctrl-C and SIGTERM (it ends the workers when it stops)."""
     from ckan import model
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     model.Session.remove()
     model.meta.engine.dispose(close=False)
 
 
 def _index_chunk(core_url: str, ids: list[str]) -> int:
-    """Index ``ids`` with CKAN's indexer into ``core_url``, without commit."""
+    """Index ``ids`` with CKAN's indexer into ``core_url`` in one batch,
+    without commit."""
     import pysolr
     from ckan import logic, model
 
-    connection = BatchingConnection(pysolr.Solr(core_url, timeout=TIMEOUT))
+    connection = BatchingConnection(pysolr.Solr(core_url, timeout=TIMEOUT),
+                                    batch_size=len(ids))
     with routed_to(connection):
         for dataset_id in ids:
             logic.index_update_package({"ignore_auth": True}, dataset_id, True)
@@ -198,7 +204,7 @@ def _index_chunk_in_worker(task: tuple[str, list[str]]) -> int:
 
 
 def index_datasets(core_url: str, ids: list[str], workers: int,
-                   progress: Callable[[int], None]) -> None:
+                   batch_size: int, progress: Callable[[int], None]) -> None:
     """Index ``ids`` into ``core_url`` in chunks of a batch, spread over
     ``workers`` forked processes (each with its own database connection),
     then commit once."""
@@ -206,8 +212,8 @@ def index_datasets(core_url: str, ids: list[str], workers: int,
 
     import pysolr
 
-    tasks = [(core_url, ids[start:start + BATCH_SIZE])
-             for start in range(0, len(ids), BATCH_SIZE)]
+    tasks = [(core_url, ids[start:start + batch_size])
+             for start in range(0, len(ids), batch_size)]
     done = 0
     if workers <= 1:
         for task in tasks:
@@ -215,7 +221,7 @@ def index_datasets(core_url: str, ids: list[str], workers: int,
             progress(done)
     else:
         pool = multiprocessing.get_context("fork").Pool(
-            workers, initializer=_forget_parent_connections)
+            workers, initializer=_start_worker)
         try:
             for indexed in pool.imap_unordered(_index_chunk_in_worker, tasks):
                 done += indexed
@@ -250,12 +256,27 @@ def verify(cores: SolrCores, core: str, ids: list[str]) -> None:
                                 f"for dataset {dataset_id}")
 
 
+def _as_operator_error(error: BaseException) -> BaseException:
+    """What an operator reads when the build of the new core stopped."""
+    if isinstance(error, OperatorError):
+        return error
+    unchanged = "the new core was dropped and the live core is unchanged"
+    if isinstance(error, (KeyboardInterrupt, Interrupted)):
+        return OperatorError(f"reindex interrupted: {unchanged}")
+    if not isinstance(error, Exception):
+        return error
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return OperatorError(f"indexing failed ({type(error).__name__}: "
+                         f"{first_line}): {unchanged}")
+
+
 def new_core_name(live: str) -> str:
     return f"{live}-reindex-{time.strftime('%Y%m%d%H%M%S')}"
 
 
 def reindex(solr_url: str, configset: str = CONFIGSET, drop_old: bool = False,
-            workers: int = 1, progress_stream=sys.stdout, user: str | None = None,
+            workers: int = 1, batch_size: int = BATCH_SIZE,
+            progress_stream=sys.stdout, user: str | None = None,
             password: str | None = None) -> dict:
     """Build the index of the configured database into a new core, verify
     it and swap it with the live core.  Returns what was done."""
@@ -263,20 +284,17 @@ def reindex(solr_url: str, configset: str = CONFIGSET, drop_old: bool = False,
     check_schema(cores, cores.live)
     ids = indexed_dataset_ids()
     new = new_core_name(cores.live)
-    cores.create(new, configset)
-    try:
-        check_schema(cores, new)
-        index_datasets(cores.core_url(new), ids, workers,
-                       Progress(len(ids), progress_stream))
-        verify(cores, new, ids)
-    except BaseException as error:
-        with contextlib.suppress(OperatorError):
-            cores.unload(new)
-        if isinstance(error, Exception) and not isinstance(error, OperatorError):
-            first_line = (str(error).strip().splitlines() or [""])[0]
-            raise OperatorError(f"indexing failed, the live core is unchanged: "
-                                f"{type(error).__name__}: {first_line}") from error
-        raise
+    with sigterm_raises():
+        cores.create(new, configset)
+        try:
+            check_schema(cores, new)
+            index_datasets(cores.core_url(new), ids, workers, batch_size,
+                           Progress(len(ids), progress_stream))
+            verify(cores, new, ids)
+        except BaseException as error:
+            with contextlib.suppress(OperatorError):
+                cores.unload(new)
+            raise _as_operator_error(error) from error
     cores.swap(cores.live, new)
     if drop_old:
         cores.unload(new)

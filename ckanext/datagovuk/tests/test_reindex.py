@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 import requests
 
 from ckanext.datagovuk.testing import localsolr
-from ckanext.datagovuk.tests.conftest import ckan_datagovuk, one_line_error
+from ckanext.datagovuk.tests.conftest import (
+    TEST_INI, VENV_BIN, ckan_datagovuk, one_line_error)
 
 # Set by Solr itself at indexing time, so never equal between two indexes.
 VOLATILE_FIELDS = {"indexed_ts", "_version_"}
@@ -38,6 +42,13 @@ def site(clean_db, clean_index):
     deleted = factories.Dataset(owner_org=owner)["id"]
     toolkit.get_action("package_delete")({"ignore_auth": True}, {"id": deleted})
     return {"indexed": sorted(indexed), "deleted": deleted}
+
+
+def core_names(solr) -> list[str]:
+    reply = requests.get(f"{solr.base_url}/admin/cores", timeout=30,
+                         params={"action": "STATUS", "wt": "json"})
+    reply.raise_for_status()
+    return sorted(reply.json()["status"])
 
 
 def documents(core_url: str) -> dict[str, dict]:
@@ -70,9 +81,7 @@ def test_reindex_in_one_process_with_drop_old_leaves_only_the_live_core(
                             env={"CKAN_SOLR_URL": solr.core_url()})
 
     assert result.returncode == 0, result.stderr
-    cores = requests.get(f"{solr.base_url}/admin/cores", timeout=30,
-                         params={"action": "STATUS", "wt": "json"}).json()
-    assert list(cores["status"]) == ["ckan"]
+    assert core_names(solr) == ["ckan"]
     assert sorted(documents(solr.core_url())) == site["indexed"]
 
 
@@ -84,9 +93,7 @@ def test_a_failed_reindex_is_one_line_and_leaves_the_live_core_serving(
 
     assert "Solr refused CREATE" in one_line_error(result)
     assert documents(solr.core_url()) == before
-    cores = requests.get(f"{solr.base_url}/admin/cores", timeout=30,
-                         params={"action": "STATUS", "wt": "json"}).json()
-    assert list(cores["status"]) == ["ckan"]
+    assert core_names(solr) == ["ckan"]
 
 
 def test_an_unreachable_solr_is_one_line(site):
@@ -116,6 +123,38 @@ def test_a_new_core_whose_schema_ckan_does_not_accept_is_dropped_unused(
 
     assert "schema 'ckan-2.7', which this CKAN does not accept" in \
         one_line_error(result)
-    cores = requests.get(f"{solr.base_url}/admin/cores", timeout=30,
-                         params={"action": "STATUS", "wt": "json"}).json()
-    assert list(cores["status"]) == ["ckan"]
+    assert core_names(solr) == ["ckan"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_reindex_leaves_the_live_core_serving_its_results(
+        site, solr, signum):
+    from ckan.tests import factories
+
+    # Enough datasets, one per request, for the signal to find it indexing.
+    owner = factories.Organization()["id"]
+    for _ in range(40):
+        factories.Dataset(owner_org=owner)
+    first = ckan_datagovuk(["reindex", "--drop-old"],
+                           env={"CKAN_SOLR_URL": solr.core_url()})
+    assert first.returncode == 0, first.stderr
+    served = documents(solr.core_url())
+
+    process = subprocess.Popen(
+        [os.path.join(VENV_BIN, "ckan"), "-c", TEST_INI, "datagovuk",
+         "reindex", "--workers", "1", "--batch-size", "1"],
+        env={**os.environ, "CKAN_SOLR_URL": solr.core_url()},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(core_names(solr)) == 1 and process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+
+    assert stderr.splitlines() == [
+        "Error: reindex interrupted: the new core was dropped and the live "
+        "core is unchanged"], stderr
+    assert process.returncode != 0
+    assert core_names(solr) == ["ckan"]
+    assert documents(solr.core_url()) == served
