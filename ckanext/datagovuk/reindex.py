@@ -14,6 +14,7 @@ live core as it was.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -26,6 +27,9 @@ from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
 BATCH_SIZE = 250
 SAMPLE_SIZE = 20
+# What package_search shows of a dataset, compared with package_show.
+SAMPLE_FIELDS = ("name", "title", "state", "private", "owner_org",
+                 "metadata_modified", "num_resources")
 CONFIGSET = "ckan"
 TIMEOUT = 600
 
@@ -245,13 +249,13 @@ def verify(cores: SolrCores, core: str, ids: list[str]) -> None:
         raise OperatorError(f"the new index holds {found} datasets, "
                             f"the database {len(ids)}")
     sample = ids[:: max(1, len(ids) // SAMPLE_SIZE)][:SAMPLE_SIZE]
-    indexed = {doc["id"]: doc for doc in cores.documents(
-        core, sample, "id,name,metadata_modified")}
+    indexed = {doc["id"]: json.loads(doc["data_dict"]) for doc in
+               cores.documents(core, sample, "id,data_dict")}
     show = logic.get_action("package_show")
     for dataset_id in sample:
         shown = show({"ignore_auth": True}, {"id": dataset_id})
-        doc = indexed.get(dataset_id, {})
-        if doc.get("name") != shown["name"]:
+        found = indexed.get(dataset_id, {})
+        if any(found.get(key) != shown.get(key) for key in SAMPLE_FIELDS):
             raise OperatorError(f"the new index differs from package_show "
                                 f"for dataset {dataset_id}")
 
@@ -295,7 +299,12 @@ def reindex(solr_url: str, configset: str = CONFIGSET, drop_old: bool = False,
             with contextlib.suppress(OperatorError):
                 cores.unload(new)
             raise _as_operator_error(error) from error
-    cores.swap(cores.live, new)
+    try:
+        cores.swap(cores.live, new)
+    except OperatorError:
+        with contextlib.suppress(OperatorError):
+            cores.unload(new)
+        raise
     if drop_old:
         cores.unload(new)
     return {"core": cores.live, "datasets": len(ids),
