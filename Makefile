@@ -7,10 +7,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := postgresql-15 postgresql-client-15 openssh-server openssh-client zstd shellcheck
 PYTEST_ARGS ?=
+# Solr for tests, the demo and the benchmark: its jars come from Maven
+# Central through the pinned pom.xml, its launcher is compiled here.
+SOLR_DIR := ckanext/datagovuk/testing/solr
+SOLR_TARGET := $(SOLR_DIR)/target
+SOLR_STAMP := $(SOLR_TARGET)/.built
+# PostgreSQL and Solr, private to one command, removed after it.
+LOCAL_SERVICES := $(BIN)/python -m ckanext.datagovuk.localpg run -- \
+  $(BIN)/python -m ckanext.datagovuk.testing.localsolr run --
 
-.PHONY: setup system-packages test demo bench clean
+.PHONY: setup system-packages solr test demo bench clean
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) $(SOLR_STAMP)
 
 system-packages:
 	@missing=""; \
@@ -38,17 +46,31 @@ $(STAMP): requirements.txt dev-requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e .
 	touch $(STAMP)
 
+solr: $(SOLR_STAMP)
+
+# Maven prints only on failure; stale jars of an older pin are removed
+# first, since the launcher's class path takes every jar in the folder.
+$(SOLR_STAMP): $(SOLR_DIR)/pom.xml $(SOLR_DIR)/LocalSolr.java
+	@echo "fetching Solr's jars (Maven) and building its launcher"
+	@rm -rf $(SOLR_TARGET) && mkdir -p $(SOLR_TARGET)/classes
+	@mvn -q -B -ntp -f $(SOLR_DIR)/pom.xml dependency:copy-dependencies \
+	  >$(SOLR_TARGET)/maven.log 2>&1 || { cat $(SOLR_TARGET)/maven.log; exit 1; }
+	@javac -nowarn -d $(SOLR_TARGET)/classes \
+	  -cp '$(SOLR_TARGET)/dependency/*' $(SOLR_DIR)/LocalSolr.java
+	@jar --create --file $(SOLR_TARGET)/localsolr.jar -C $(SOLR_TARGET)/classes .
+	@touch $@
+
 test: setup
-	$(BIN)/python -m ckanext.datagovuk.localpg run -- \
+	$(LOCAL_SERVICES) \
 	  $(BIN)/pytest --ckan-ini=test.ini ckanext/datagovuk/tests $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/python -m ckanext.datagovuk.localpg run -- \
+	$(LOCAL_SERVICES) \
 	  $(BIN)/python -m ckanext.datagovuk.demo
 
 bench: setup
-	$(BIN)/python -m ckanext.datagovuk.localpg run -- \
+	$(LOCAL_SERVICES) \
 	  $(BIN)/python -m ckanext.datagovuk.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache $(SOLR_TARGET)

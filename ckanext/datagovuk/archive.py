@@ -117,9 +117,13 @@ def public_tables(connection: Connection) -> list[str]:
 
 def known_tables() -> set[str]:
     """Tables CKAN 2.12's model (with the loaded plugins) defines."""
-    import ckan.model  # noqa: F401 - fills the metadata
-    from ckan.model.meta import metadata
-    return {table.name for table in metadata.sorted_tables}
+    import ckan.model
+    from ckan.model import meta
+
+    # CKAN's test fixture clean_db rebinds meta.metadata to a reflection of
+    # the test database; the repository keeps the model's own MetaData.
+    return {table.name for metadata in (ckan.model.repo.metadata, meta.metadata)
+            for table in metadata.sorted_tables}
 
 
 def classify(tables: Iterable[str], plugins: Iterable[str],

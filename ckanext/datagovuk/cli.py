@@ -78,6 +78,36 @@ def status(as_json):
         click.echo(database_status.format_text(result))
 
 
+@datagovuk.command(short_help="Rebuild the search index into a new core, then swap it in.")
+@click.option("--configset", default="ckan", show_default=True,
+              help="Solr configset the new core is made from.")
+@click.option("--drop-old", is_flag=True,
+              help="Unload the previous index after the swap instead of keeping it.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Indexing processes (default: the number of CPUs).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=250,
+              show_default=True, help="Datasets sent to Solr per request.")
+def reindex(configset, drop_old, workers, batch_size):
+    """Index every dataset CKAN indexes (active, private and draft) with
+    CKAN's own indexer into a new Solr core, created through CoreAdmin on
+    the node of solr_url while the live core keeps serving; check that it
+    holds every dataset and that a sample matches package_show; then swap
+    it with the live core (CoreAdmin SWAP). The previous index is kept
+    under a printed name unless --drop-old. A failure or Ctrl-C unloads the
+    new core and leaves the live one as it was."""
+    import os
+
+    from ckan.common import config
+
+    from ckanext.datagovuk import reindex as search_index
+
+    result = search_index.reindex(
+        config["solr_url"], configset=configset, drop_old=drop_old,
+        workers=workers or os.cpu_count() or 1, batch_size=batch_size,
+        user=config.get("solr_user"), password=config.get("solr_password"))
+    click.echo(search_index.format_result(result))
+
+
 class ConfiguredDatabase:
     """The target database URL read from the config by ``paster``, which
     runs ``import`` without building CKAN's app (whose start-up would need

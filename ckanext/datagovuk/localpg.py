@@ -145,6 +145,15 @@ def start(parent: str | None = None) -> Cluster:
     return cluster
 
 
+def tail(path: str, size: int = 2000) -> str:
+    """The end of a local service's log file, for an error message."""
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read()[-size:].strip()
+    except OSError:
+        return ""
+
+
 def environment(cluster: Cluster) -> dict[str, str]:
     return {
         "CKAN_SQLALCHEMY_URL": cluster.url(),

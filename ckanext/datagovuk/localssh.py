@@ -45,7 +45,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: str,
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"sshd exited with status {process.returncode}: "
-                               f"{_tail(log)}")
+                               f"{localpg.tail(log)}")
         try:
             with socket.create_connection((LOOPBACK, port), timeout=0.5) as sock:
                 # sshd speaks first: a banner means it is really serving.
@@ -55,15 +55,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: str,
         except OSError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"sshd did not answer on port {port}: {_tail(log)}")
-
-
-def _tail(path: str, size: int = 2000) -> str:
-    try:
-        with open(path, errors="replace") as handle:
-            return handle.read()[-size:].strip()
-    except OSError:
-        return ""
+    raise RuntimeError(f"sshd did not answer on port {port}: {localpg.tail(log)}")
 
 
 @dataclass

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import archive, db, preflight, runner, traps, upgrade
-from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
 # pg_advisory lock key shared by every `datagovuk migrate` ("dgumigr").
 LOCK_KEY = 0x6467756D69677200
@@ -57,11 +56,6 @@ NEXT_STEPS = [
     "the archived tables are in the schema datagovuk_legacy (drop it with "
     "DROP SCHEMA datagovuk_legacy CASCADE once nobody needs them)",
 ]
-
-
-class Interrupted(Exception):
-    """SIGTERM during the migration: turned into an exception so the
-    transaction rolls back like on any other error."""
 
 
 @dataclass
@@ -165,23 +159,6 @@ def demoted_sysadmins(connection: Connection) -> dict[str, str]:
 
 
 # The run ---------------------------------------------------------------------
-
-@contextmanager
-def sigterm_raises():
-    """SIGTERM raises :class:`Interrupted` in the main thread for the
-    duration, so a stopped migration rolls back."""
-    def handler(signum, frame):
-        raise Interrupted("stopped by SIGTERM")
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:          # not the main thread: nothing to install
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
 
 # A restored database has no planner statistics until autovacuum gets to
 # it, and without them the planner turns CKAN's revision 084 (a correlated

@@ -1,8 +1,9 @@
 """Fixtures shared by the whole suite.
 
 `make test` runs pytest inside a private PostgreSQL cluster
-(``ckanext.datagovuk.localpg``) and exports its URLs; nothing here touches
-a system-wide PostgreSQL.
+(``ckanext.datagovuk.localpg``) and a private Solr
+(``ckanext.datagovuk.testing.localsolr``) and exports their URLs; nothing
+here touches a system-wide PostgreSQL or Solr.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _required_env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
         pytest.exit(f"{name} is not set: run the suite with `make test`, "
-                    "which starts a private PostgreSQL", returncode=2)
+                    "which starts a private PostgreSQL and Solr", returncode=2)
     return value
 
 
@@ -41,6 +42,13 @@ def pg_admin_url() -> str:
 def ckan_db_url() -> str:
     """URL of the database CKAN's test session is configured with."""
     return _required_env("CKAN_SQLALCHEMY_URL")
+
+
+@pytest.fixture(scope="session")
+def ckan_solr_url() -> str:
+    """URL of the Solr core CKAN's test session searches (overrides
+    ``solr_url`` of test.ini)."""
+    return _required_env("CKAN_SOLR_URL")
 
 
 def admin_execute(admin_url: str, statement: str, params=None) -> None:
