@@ -60,10 +60,11 @@ def requirements(wheel: zipfile.ZipFile) -> dict[str, Requirement]:
 
 
 def runtime_imports() -> set[str]:
-    """Top-level modules the package's code imports, tests left out."""
+    """Top-level modules the package's runtime code imports: tests and the
+    dev tooling under testing/ left out."""
     names = set()
     for path in PACKAGE.rglob("*.py"):
-        if "tests" in path.relative_to(PACKAGE).parts:
+        if {"tests", "testing"} & set(path.relative_to(PACKAGE).parts):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
