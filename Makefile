@@ -13,7 +13,7 @@ SOLR_DIR := ckanext/datagovuk/testing/solr
 SOLR_TARGET := $(SOLR_DIR)/target
 SOLR_STAMP := $(SOLR_TARGET)/.built
 # PostgreSQL and Solr, private to one command, removed after it.
-LOCAL_SERVICES := $(BIN)/python -m ckanext.datagovuk.localpg run -- \
+LOCAL_SERVICES := $(BIN)/python -m ckanext.datagovuk.testing.localpg run -- \
   $(BIN)/python -m ckanext.datagovuk.testing.localsolr run --
 
 .PHONY: setup system-packages solr test demo bench clean
@@ -66,11 +66,11 @@ test: setup
 
 demo: setup
 	$(LOCAL_SERVICES) \
-	  $(BIN)/python -m ckanext.datagovuk.demo
+	  $(BIN)/python -m ckanext.datagovuk.testing.demo
 
 bench: setup
 	$(LOCAL_SERVICES) \
-	  $(BIN)/python -m ckanext.datagovuk.bench $(BENCH_ARGS)
+	  $(BIN)/python -m ckanext.datagovuk.testing.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache $(SOLR_TARGET)

@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from ckanext.datagovuk import localpg
+from ckanext.datagovuk.testing import localpg
 
 SOLR_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "solr")
 HOME_TEMPLATE = os.path.join(SOLR_DIR, "home")

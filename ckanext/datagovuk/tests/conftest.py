@@ -1,7 +1,7 @@
 """Fixtures shared by the whole suite.
 
 `make test` runs pytest inside a private PostgreSQL cluster
-(``ckanext.datagovuk.localpg``) and a private Solr
+(``ckanext.datagovuk.testing.localpg``) and a private Solr
 (``ckanext.datagovuk.testing.localsolr``) and exports their URLs; nothing
 here touches a system-wide PostgreSQL or Solr.
 """
@@ -155,7 +155,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-# --- The old site (ckanext.datagovuk.oldsite) -------------------------------
+# --- The old site (ckanext.datagovuk.testing.oldsite) -------------------------------
 OLD_SITE_DATASETS = 150
 OLD_SITE_SEED = 1
 
@@ -165,7 +165,7 @@ def _build_old_site_template(admin_url: str, ckan_url: str, name: str,
     """A template database holding a generated old site, owned by the CKAN
     role; built in this process on its own (NullPool) connections, so no
     connection stays open and it can be copied at once."""
-    from ckanext.datagovuk import oldsite
+    from ckanext.datagovuk.testing import oldsite
 
     drop_database(admin_url, name)
     oldsite.generate(create_database(admin_url, ckan_url, name),
@@ -206,7 +206,7 @@ class LegacySiteTemplates:
         self.names: dict[int, str] = {}
 
     def __getitem__(self, version: int) -> str:
-        from ckanext.datagovuk import oldsite
+        from ckanext.datagovuk.testing import oldsite
 
         if version not in self.names:
             name = f"legacy_{version}_template"
@@ -246,7 +246,7 @@ def old_site_no_harvest(make_database, old_site_template_no_harvest) -> str:
 @pytest.fixture(scope="session")
 def old_site_dump(tmp_path_factory, old_site_template, ckan_db_url) -> str:
     """Path of a custom-format (``pg_dump -Fc -O -x``) dump of the old site."""
-    from ckanext.datagovuk import oldsite
+    from ckanext.datagovuk.testing import oldsite
 
     path = str(tmp_path_factory.mktemp("oldsite") / "oldsite.dump")
     oldsite.write_dump(db.with_database(ckan_db_url, old_site_template), path)
@@ -307,7 +307,7 @@ pytest_plugins = ["ckanext.datagovuk.tests.faults_report"]
 def ssh_server():
     """A private sshd on loopback playing the old site's host
     (``localssh``), shared by a test module."""
-    from ckanext.datagovuk import localssh
+    from ckanext.datagovuk.testing import localssh
     server = localssh.start()
     yield server
     server.stop()

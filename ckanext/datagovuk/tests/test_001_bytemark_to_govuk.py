@@ -17,7 +17,8 @@ import uuid
 import pytest
 from sqlalchemy import create_engine
 
-from ckanext.datagovuk import db, oldsite, runner
+from ckanext.datagovuk import db, runner
+from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, create_database, drop_database, run_command)
@@ -757,7 +758,7 @@ def test_a_failure_halfway_changes_nothing(site22):
     assert full_dump(site22) == before
 
 
-# --- the generated old site (engineer A's ckanext.datagovuk.oldsite) --------
+# --- the generated old site (ckanext.datagovuk.testing.oldsite) ---
 
 def old_site_settings() -> dict:
     """What `migrate` passes with test.ini: no kept sysadmins, test.ini's

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from ckanext.datagovuk import (db, localpg, oldsite,
-                               settings, transfer, workdir)
+from ckanext.datagovuk import db, settings, transfer, workdir
+from ckanext.datagovuk.testing import localpg, oldsite
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, VENV_BIN, admin_execute, ckan_datagovuk, create_database,
     drop_database,

@@ -14,7 +14,8 @@ import textwrap
 
 import pytest
 
-from ckanext.datagovuk import archive, db, migrate, oldsite, runner
+from ckanext.datagovuk import archive, db, migrate, runner
+from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
     DOI_MIGRATE_VERSION_ROW, TEST_INI, admin_execute, ckan_datagovuk,

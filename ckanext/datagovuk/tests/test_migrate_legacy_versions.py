@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import db, migrate, oldsite, runner, status
+from ckanext.datagovuk import db, migrate, runner, status
+from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, ckan_datagovuk, dump_database, one_line_error, run_command)

@@ -3,7 +3,8 @@ database, swapped in only when every step succeeded.  Real sshd on
 loopback, real PostgreSQL, CKAN's real migrations; nothing mocked."""
 import pytest
 
-from ckanext.datagovuk import alembic_runner, oldsite
+from ckanext.datagovuk import alembic_runner
+from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.tests.conftest import (TEST_INI, one_line_error,
                                               run_command, run_sql)
 from ckanext.datagovuk.tests.test_transfer import (  # noqa: F401 (fixtures)

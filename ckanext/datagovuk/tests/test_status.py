@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import migrate, oldsite, runner, status
+from ckanext.datagovuk import migrate, runner, status
+from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, ckan_datagovuk, dump_database, paster_datagovuk,
     put_another_extensions_row_first, run_command)

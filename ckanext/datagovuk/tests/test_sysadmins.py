@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import oldsite, sysadmins as promoting
+from ckanext.datagovuk import sysadmins as promoting
+from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, ckan_datagovuk,
                                               one_line_error, paster_datagovuk,

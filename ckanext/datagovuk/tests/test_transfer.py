@@ -15,7 +15,8 @@ import uuid
 
 import pytest
 
-from ckanext.datagovuk import db, localpg, transfer
+from ckanext.datagovuk import db, transfer
+from ckanext.datagovuk.testing import localpg
 from ckanext.datagovuk.transfer import remote
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ckanext.datagovuk import archive, oldsite, traps, upgrade
+from ckanext.datagovuk import archive, traps, upgrade
+from ckanext.datagovuk.testing import oldsite
 
 KNOWN = oldsite.KNOWN_CASES
 

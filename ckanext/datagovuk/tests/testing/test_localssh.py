@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from ckanext.datagovuk import localssh
+from ckanext.datagovuk.testing import localssh
 
 
 @pytest.fixture(scope="module")

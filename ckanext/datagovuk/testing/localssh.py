@@ -12,7 +12,7 @@ Remote commands run as the login user (the current user; root is allowed in
 with the key only), in that user's login environment, with no environment
 passed from the client.
 
-    python -m ckanext.datagovuk.localssh run -- CMD [ARGS...]
+    python -m ckanext.datagovuk.testing.localssh run -- CMD [ARGS...]
 
 starts a server, runs CMD with ``DATAGOVUK_SSH_CONFIG`` (an ssh_config that
 defines the host ``oldsite``), ``DATAGOVUK_SSH_PORT``,
@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from ckanext.datagovuk import localpg
+from ckanext.datagovuk.testing import localpg
 
 SSHD = os.environ.get("DATAGOVUK_SSHD", "/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from ckanext.datagovuk import bench
+from ckanext.datagovuk.testing import bench
 
 
 def _sink_server(payload_back: bytes):
@@ -101,7 +101,7 @@ def test_memory_sampler_sees_the_peak_of_a_python_grandchild():
 
 def test_ssh_reaches_the_remote_through_the_link_with_host_key_checking(
         pg_admin_url, ckan_db_url, tmp_path):
-    from ckanext.datagovuk import localssh
+    from ckanext.datagovuk.testing import localssh
 
     runner = bench.Bench(bench.parse_args(["--output", str(tmp_path)]),
                          pg_admin_url, ckan_db_url)
@@ -138,7 +138,7 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
     # The link is left out to keep this test short; the test above checks
     # the ssh route through it, the first one the proxy's rate.
     result = subprocess.run(
-        [sys.executable, "-m", "ckanext.datagovuk.bench", "--datasets", "20",
+        [sys.executable, "-m", "ckanext.datagovuk.testing.bench", "--datasets", "20",
          "--compare-datasets", "0", "--floor-variants", "ssh_fc_z0_stream",
          "--skip-slow-link", "--output", str(output)],
         capture_output=True, text=True, timeout=600)

@@ -6,7 +6,7 @@ directory, on a free port, and ``stop()`` removes everything.  PostgreSQL
 refuses to run as root, so when we are root the server runs as the ``postgres``
 OS user.
 
-    python -m ckanext.datagovuk.localpg run -- CMD [ARGS...]
+    python -m ckanext.datagovuk.testing.localpg run -- CMD [ARGS...]
 
 starts a cluster, runs CMD with ``CKAN_SQLALCHEMY_URL`` and
 ``DATAGOVUK_PG_ADMIN_URL`` pointing at it, then stops and removes it and exits

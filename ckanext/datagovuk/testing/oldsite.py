@@ -19,7 +19,7 @@ site.
   ``KNOWN_CASES``).
 * ``write_dump(url, path)``: a custom-format dump, as the import reads it.
 
-    python -m ckanext.datagovuk.oldsite --datasets N [--seed S] \
+    python -m ckanext.datagovuk.testing.oldsite --datasets N [--seed S] \
         [--legacy-version V] [--no-harvest] [--dump PATH] URL
 """
 from __future__ import annotations
@@ -1617,7 +1617,7 @@ def content_checksum(url, tables: Optional[Iterable[str]] = None) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ckanext.datagovuk.oldsite",
+        prog="python -m ckanext.datagovuk.testing.oldsite",
         description="Build an old data.gov.uk (CKAN 2.2) site in the empty "
                     "database URL.")
     parser.add_argument("url", metavar="URL",

@@ -15,7 +15,8 @@ import sys
 import tempfile
 import time
 
-from ckanext.datagovuk import db, localssh, oldsite
+from ckanext.datagovuk import db
+from ckanext.datagovuk.testing import localssh, oldsite
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.dirname(os.path.abspath(sys.executable))

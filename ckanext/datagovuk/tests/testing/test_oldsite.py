@@ -13,9 +13,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import alembic_runner, db, oldsite
+from ckanext.datagovuk import alembic_runner, db
+from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.errors import OperatorError
-from ckanext.datagovuk.oldsite import KNOWN_CASES as KNOWN
+from ckanext.datagovuk.testing.oldsite import KNOWN_CASES as KNOWN
 from ckanext.datagovuk.tests.conftest import (
     OLD_SITE_DATASETS, ROOT, create_database, drop_database, run_command)
 from ckanext.datagovuk.tests.conftest import run_sql as query
@@ -537,7 +538,7 @@ def test_command_line_builds_a_site_and_a_dump(make_database, tmp_path):
     url = make_database()
     dump = tmp_path / "site.dump"
     result = subprocess.run(
-        [sys.executable, "-m", "ckanext.datagovuk.oldsite", "--datasets", "20",
+        [sys.executable, "-m", "ckanext.datagovuk.testing.oldsite", "--datasets", "20",
          "--seed", "3", "--no-harvest", "--dump", str(dump), url],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -555,7 +556,7 @@ def test_command_line_builds_a_site_and_a_dump(make_database, tmp_path):
 def test_command_line_error_is_one_line(make_database):
     url = make_database()
     result = subprocess.run(
-        [sys.executable, "-m", "ckanext.datagovuk.oldsite", "--datasets", "3",
+        [sys.executable, "-m", "ckanext.datagovuk.testing.oldsite", "--datasets", "3",
          url], capture_output=True, text=True, timeout=120)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1

@@ -1,0 +1,87 @@
+"""The package's layout: runtime code never reaches into the dev tooling
+(``testing/``) or the tests, and its modules stay readable in one sitting."""
+from __future__ import annotations
+
+import ast
+import pathlib
+
+from ckanext.datagovuk.tests.conftest import ROOT
+
+PACKAGE = pathlib.Path(ROOT, "ckanext", "datagovuk")
+NOT_RUNTIME = ("testing", "tests")
+# A runtime module longer than this says why in the first line of its docstring
+# after "Long because".
+MAX_LINES = 600
+
+
+def runtime_modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if not set(NOT_RUNTIME) & set(path.relative_to(PACKAGE).parts):
+            yield path
+
+
+def dotted(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: pathlib.Path) -> set[str]:
+    """Every ckanext.datagovuk module the file imports, relative imports
+    resolved, ``from package import module`` counted as the module."""
+    package = dotted(path) if path.name == "__init__.py" \
+        else dotted(path).rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.startswith("ckanext.datagovuk")}
+
+
+def reaches_tooling(name: str) -> bool:
+    return any(name == f"ckanext.datagovuk.{part}"
+               or name.startswith(f"ckanext.datagovuk.{part}.")
+               for part in NOT_RUNTIME)
+
+
+def test_the_walk_sees_the_package_imports():
+    # Guards the check below against a walk that finds nothing.
+    migrate = imported_modules(PACKAGE / "migrate.py")
+    assert "ckanext.datagovuk.db" in migrate, sorted(migrate)
+    tooling = imported_modules(PACKAGE / "testing" / "demo.py")
+    assert any(reaches_tooling(name) for name in tooling), sorted(tooling)
+
+
+def test_no_runtime_module_imports_the_dev_tooling_or_the_tests():
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(filter(reaches_tooling,
+                                                      imported_modules(path)))
+        for path in runtime_modules()}
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_dev_tooling_is_not_at_the_top_of_the_package():
+    for name in ("bench", "oldsite", "localpg", "localssh", "localsolr",
+                 "demo"):
+        assert not (PACKAGE / f"{name}.py").exists(), name
+        assert (PACKAGE / "testing" / f"{name}.py").exists(), name
+
+
+def test_long_runtime_modules_say_why():
+    unexplained = []
+    for path in runtime_modules():
+        text = path.read_text()
+        if text.count("\n") <= MAX_LINES:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if "Long because" not in docstring:
+            unexplained.append((str(path.relative_to(PACKAGE)),
+                                text.count("\n")))
+    assert unexplained == []
