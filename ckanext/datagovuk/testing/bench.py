@@ -71,7 +71,7 @@ PROXY_LIFETIME = 6 * 3600
 # to be analyzed) to finish.
 AUTOVACUUM_WAIT_LIMIT = 180.0
 VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
 PG_CLIENT_PROGRAMS = {"pg_dump", "pg_restore", "psql", "createdb", "dropdb",
                       "pg_dumpall"}

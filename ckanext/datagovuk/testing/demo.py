@@ -18,7 +18,7 @@ import time
 from ckanext.datagovuk import db
 from ckanext.datagovuk.testing import localssh, oldsite
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 OLD_DATABASE = "ckan_old"
 NEW_DATABASE = "ckan"
