@@ -207,6 +207,9 @@ _IMPORT_OPTIONS = [
     click.option("--drop-old", is_flag=True,
                  help="With --replace: drop the old database instead of "
                       "keeping it."),
+    click.option("--wait", is_flag=True,
+                 help="If another import into the same database is running, "
+                      "wait for it to finish instead of refusing."),
     click.option("--admin-url-env", default="DATAGOVUK_PG_ADMIN_URL",
                  show_default=True, metavar="VAR",
                  help="Name of an environment variable holding a superuser "
@@ -219,7 +222,7 @@ _IMPORT_OPTIONS = [
 def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                         ssh_config, ssh_options, remote_pg_dump, keep_dump,
                         jobs, remote_format, compress, remote_tmpdir,
-                        replace, drop_old, admin_url_env):
+                        replace, drop_old, wait, admin_url_env):
     import os
 
     from ckanext.datagovuk import transfer
@@ -234,7 +237,7 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
         remote_db=remote_db, remote_pg_dump=remote_pg_dump,
         keep_dump=keep_dump, jobs=jobs, compression=compress,
         remote_format=remote_format, remote_tmpdir=remote_tmpdir,
-        replace=replace, drop_old=drop_old,
+        replace=replace, drop_old=drop_old, wait=wait,
         admin_url=admin_url,
         ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
                                 options=list(ssh_options),
@@ -409,7 +412,8 @@ def _migrate_from(ctx, source, options, plan, import_args):
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
             ssh_options, remote_pg_dump, keep_dump, jobs, remote_format,
-            compress, remote_tmpdir, replace, drop_old, admin_url_env, plan):
+            compress, remote_tmpdir, replace, drop_old, wait, admin_url_env,
+            plan):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
@@ -443,7 +447,7 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
     options = _import_options_from(
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
         remote_pg_dump, keep_dump, jobs, remote_format, compress,
-        remote_tmpdir, replace, drop_old, admin_url_env)
+        remote_tmpdir, replace, drop_old, wait, admin_url_env)
     _check_import_usage(source, options)
     if plan:
         click.echo("import would, changing nothing now:")

@@ -72,6 +72,21 @@ def open_connection(url: str | URL, what: str):
     return conn
 
 
+def still_open(connection) -> bool:
+    """Whether ``connection``'s session is still there (a server restart
+    ends it); one that is gone is closed."""
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+        return True
+    except psycopg2.Error:
+        try:
+            connection.close()
+        except psycopg2.Error:
+            pass
+        return False
+
+
 def query(url: str | URL, what: str, statement, params=None) -> list[tuple]:
     """Run one statement on a connection of its own; its rows.  Any
     database error is an OperatorError about ``what``."""
