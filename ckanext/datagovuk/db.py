@@ -163,6 +163,20 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def engine_connection(url: str | URL):
+    """A NullPool engine for ``url`` and one SQLAlchemy connection of it
+    (ours alone: no pool shares it), or an OperatorError in one line."""
+    from sqlalchemy import create_engine, exc
+    from sqlalchemy.pool import NullPool
+
+    try:
+        engine = create_engine(url, poolclass=NullPool)
+        return engine, engine.connect()
+    except exc.DBAPIError as error:
+        raise OperatorError(f"cannot connect to the database "
+                            f"{safe_url(url)}: {first_line(error.orig)}")
+
+
 def first_line(error: BaseException) -> str:
     """The first meaningful line of a database error, for one-line messages."""
     text = str(getattr(error, "pgerror", None) or error).strip()

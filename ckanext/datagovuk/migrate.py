@@ -11,6 +11,8 @@ One connection, one transaction, in this order:
    upgrade drops and the tags copied to ``datagovuk_legacy`` as they are
    before anything changes (also with ``skip_upgrade`` when data
    migrations are pending);
+   Just before it, the manifest (:mod:`verify.manifest`): what
+   ``datagovuk verify`` checks the migrated database against.
 5. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);
    then the rest of the archive (:mod:`archive`): unknown tables moved to
    ``datagovuk_legacy``, the related items emptied;
@@ -33,11 +35,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from sqlalchemy import create_engine, exc, inspect
+from sqlalchemy import exc, inspect
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import archive, db, preflight, runner, traps, upgrade
+from ckanext.datagovuk.verify import manifest
 from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
 # pg_advisory lock key shared by every `datagovuk migrate` ("dgumigr").
@@ -86,6 +88,8 @@ class MigrationReport:
     traps: list[traps.Trap] = field(default_factory=list)
     fixes: list[traps.AppliedFix] = field(default_factory=list)
     archive: Optional[archive.ArchiveResult] = None
+    # Whether this run recorded the manifest `datagovuk verify` reads.
+    manifest: bool = False
     upgrade: Optional[upgrade.UpgradeResult] = None
     room: list[upgrade.RoomMade] = field(default_factory=list)
     analyzed: list[str] = field(default_factory=list)
@@ -226,12 +230,7 @@ def migrate(url: str, plugins: list[str], settings: dict[str, str],
     progress = progress or (lambda message: None)
     report = MigrationReport(db.safe_url(url), options)
     steps = _Steps(report, progress)
-    try:
-        engine = create_engine(url, poolclass=NullPool)
-        connection = engine.connect()
-    except exc.DBAPIError as error:
-        raise OperatorError(f"cannot connect to the database "
-                            f"{db.safe_url(url)}: {db.first_line(error.orig)}")
+    engine, connection = db.engine_connection(url)
     try:
         with sigterm_raises():
             transaction = connection.begin()
@@ -328,6 +327,10 @@ def _run(connection: Connection, report: MigrationReport,
         # upgrade drops and the tags as they were, not as the data
         # migrations leave them (they delete tags, extras with their
         # history, users with their old authorization rows).
+        with steps("manifest"):
+            report.manifest = manifest.take(
+                connection, settings, pending, archive.history_to_copy(
+                    connection, plugins, options.archive), options.archive)
         with steps("archive history"):
             report.archive = archive.copy_history(
                 connection, plugins, archive_dropped=options.archive,
