@@ -10,11 +10,11 @@ from psycopg2 import sql
 from ckanext.datagovuk import db
 from ckanext.datagovuk.errors import OperatorError
 
+from .core import Core
 from .datasets import Datasets
 from .harvest import Harvest
 from .known import LEGACY_VERSION, MIGRATE_REPOSITORY_PATH, MIN_DATASETS
 from .loader import Loader
-from .core import Core
 from .others import Others
 from .people import People
 from .progress import Progress, say
