@@ -166,10 +166,10 @@ def demoted_sysadmins(connection: Connection) -> dict[str, str]:
 
 # A restored database has no planner statistics until autovacuum gets to
 # it, and without them the planner turns CKAN's revision 084 (a correlated
-# subquery per dataset) into a scan of a whole index per dataset: 102 s
-# instead of 1 s at 50,000 datasets.  A coarse ANALYZE (as the first stage
-# of vacuumdb --analyze-in-stages) is enough to avoid that: 1.3 s for all
-# 1.6 GB there; autovacuum refines the statistics later.
+# subquery per dataset) into a scan of a whole index per dataset.  A coarse
+# ANALYZE (as the first stage of vacuumdb --analyze-in-stages) is enough to
+# avoid that, and cheap; autovacuum refines the statistics later
+# (docs/benchmark.rst, "Measurements behind the code").
 FIRST_STATISTICS_TARGET = 10
 
 
@@ -290,7 +290,7 @@ def _run(connection: Connection, report: MigrationReport,
     with steps("pre-flight"):
         take_lock(connection)
         # JIT compiling the big one-off statements costs more than it
-        # saves (measured: 0.8 s of a 0.9 s DELETE in the 074 fix).
+        # saves (docs/benchmark.rst, "Measurements behind the code").
         connection.exec_driver_sql("SET LOCAL jit = off")
         files = runner.discover(options.migrations_dir)
         pending = [migration.name

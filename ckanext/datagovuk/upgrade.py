@@ -19,9 +19,8 @@ Before all that, :func:`make_room_for_rewrites` rewrites ``package`` and
 588d7cfb9a41 and faster-extras, our relink and the data migration's
 ``creator_user_id`` update each rewrite every row of one of them, and with
 room on the page those become HOT updates that leave the tables' many
-indexes alone (measured at 50,000 datasets: an update of every row of
-``package`` took 6 to 8 s; after the 2.6 s rewrite, three took 0.5, 1.0 and
-0.9 s).
+indexes alone, several times faster (docs/benchmark.rst, "Measurements
+behind the code").
 
 Then the migrations of the plugins the target config enables run, each
 against its own ``<plugin>_alembic_version`` table, as ``ckan db upgrade``

@@ -17,7 +17,8 @@ One run, on the same generated data, measures:
   comparison scale M, for linearity and memory growth;
 * the loopback steps in a ratio (the floor, ``import``, the manual route)
   ``--rounds`` times (default 3), back to back; each counts the median of its
-  rounds, since one copy on a shared machine can be 15 % off;
+  rounds, since one copy on a shared machine can be well off
+  (docs/benchmark.rst, "Measurements behind the code");
 * the busy CPU seconds of the whole machine during each step (``/proc/stat``),
   both "hosts" included, so that a step bound by the two CPUs shows as such;
 * the peak memory of every process each step runs: the process tree is sampled

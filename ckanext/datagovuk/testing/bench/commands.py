@@ -53,8 +53,6 @@ class OurCommands:
             return set()
         return set(datagovuk.commands)
 
-    # ---- the old site ---------------------------------------------------
-
     def import_command_args(self, old: str, link: bool) -> list[str]:
         # No password in --remote-db: the remote's pg_dump connects as the
         # cluster's superuser over trust auth, as a local ~/.pgpass would.

@@ -150,5 +150,3 @@ class Floor:
             names.append(name)
         self._best("floor_ssh.link", "the fastest plain copy over ssh, "
                    "100 Mbit/s link", names)
-
-    # ---- the manual route -----------------------------------------------

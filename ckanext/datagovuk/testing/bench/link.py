@@ -123,4 +123,3 @@ class ThrottledProxy:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-

@@ -27,8 +27,6 @@ def busy_cpu_seconds() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-
-
 def loadavg() -> list[str]:
     try:
         with open("/proc/loadavg") as handle:

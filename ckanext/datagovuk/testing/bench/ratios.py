@@ -12,9 +12,9 @@ RATIO_TARGETS = [
     # import).
     ("import_over_floor", "import / floor (loopback)", "<=", 1.15),
     # Not a target of its own: the same target read against the fastest
-    # single copy of the selection pass (how the floor was taken before
-    # 2026-11-26): the least of eight copies at other moments, against a
-    # median, which on a shared machine favours the floor by up to 20 %.
+    # single copy of the selection pass (how the floor was taken at first):
+    # the least of several copies at other moments, against a median, which
+    # on a shared machine favours the floor (docs/benchmark.rst).
     ("import_over_floor_single_copy",
      "import / the fastest single copy of the selection pass", "<=", 1.15),
     ("manual_over_import_loopback", "manual route / import, loopback", ">=", 1.3),

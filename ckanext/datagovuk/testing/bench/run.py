@@ -168,8 +168,8 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands):
                             datasets: int) -> None:
         """Rounds 2 to --rounds of the loopback steps in a ratio (the floor,
         import, the manual route), back to back.  On a shared machine one
-        copy alone can be 15 % off either way; each of these steps then
-        counts the median of its rounds."""
+        copy alone can be well off either way (docs/benchmark.rst); each of
+        these steps then counts the median of its rounds."""
         for round_number in range(2, self.args.rounds + 1):
             suffix = f".round{round_number}"
             self.add_round("floor", self.measure_floor_round(
@@ -312,4 +312,3 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands):
         """Write the results so far: a long run stopped early still leaves
         every figure it measured."""
         write_results(self.results(), self.output)
-

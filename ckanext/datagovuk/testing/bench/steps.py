@@ -86,10 +86,6 @@ def sum_steps(name: str, description: str, parts: list[Step]) -> Step:
     return step
 
 
-# --------------------------------------------------------------------------
-# The benchmark
-
-
 _PHASE_DONE = re.compile(r"^\s*(?P<phase>[A-Za-z][\w +./()-]*?): done in "
                          r"(?P<seconds>\d+(?:\.\d+)?) ?s\b")
 # import's "source: ..." line says how the dump went compressed.

@@ -1,0 +1,1 @@
+INSERT INTO migrate_version VALUES (:id, :path, :version)
