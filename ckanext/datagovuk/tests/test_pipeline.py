@@ -1,12 +1,9 @@
 """``datagovuk migrate --from``: import, migrate and promote in a staging
 database, swapped in only when every step succeeded.  Real sshd on
 loopback, real PostgreSQL, CKAN's real migrations; nothing mocked."""
-import os
-import shutil
-
 import pytest
 
-from ckanext.datagovuk import alembic_runner, runner
+from ckanext.datagovuk import alembic_runner
 from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.tests.conftest import (TEST_INI, one_line_error,
                                               run_command, run_sql)
@@ -128,29 +125,3 @@ def test_options_that_need_from_are_usage_errors(make_database, args,
     assert result.returncode == 2
     assert message in result.stderr
 
-
-def test_a_difference_verify_finds_stops_it_before_the_swap(
-        ini, ssh_server, source, make_database, pg_admin_url, tmp_path):
-    # A site's own data migration drops a resource: nothing documented
-    # expects that, so verify fails on the staging database.
-    migrations = tmp_path / "migrations"
-    migrations.mkdir()
-    shipped = os.path.join(os.path.dirname(runner.__file__), "migrations",
-                           "001_bytemark_to_govuk.sql")
-    shutil.copy(shipped, migrations)
-    (migrations / "002_drop_a_resource.sql").write_text(
-        "UPDATE resource SET state = 'deleted' WHERE id = (SELECT id FROM "
-        "resource WHERE state = 'active' ORDER BY id LIMIT 1);\n")
-    target = make_database()
-    run_sql(target, "CREATE TABLE marker (note text); "
-                    "INSERT INTO marker VALUES ('the site before')")
-    before = fingerprint(target)
-    result = paster_migrate_from(ini, ssh_server, source, target, "--replace",
-                                 "--resolve-email-clash", "keep-oldest",
-                                 "--migrations-dir", str(migrations))
-    message = one_line_error(result)
-    assert "verify found the staging database differs" in message
-    assert "resources" in message and "state: expected 'active', found " \
-        "'deleted'" in message and "no swap" in message
-    assert fingerprint(target) == before
-    assert leftovers(pg_admin_url, database_name(target)) == []
