@@ -2,9 +2,12 @@
 
 The import loads the old site into a staging database; the data migrations,
 CKAN's schema upgrade and the promotion of the configured sysadmins all run
-on that staging database, and only then is it swapped in as the site's
-database.  Whatever fails, at whatever step, the staging database is dropped
-and the site's database is exactly as it was: never half-migrated.
+on that staging database; ``datagovuk verify`` checks it against the
+manifest the migration recorded (in a child ``ckan`` process, whose CKAN
+model is bound to the staging database), and only then is it swapped in as
+the site's database.  Whatever fails, at whatever step, the staging
+database is dropped and the site's database is exactly as it was: never
+half-migrated.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import db, migrate, runner, settings, sysadmins, transfer
 from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.verify import run as verify_run
 
 Echo = Callable[[str], None]
 
@@ -27,6 +31,7 @@ class PipelineReport:
     import_result: Optional[transfer.ImportResult] = None
     migration: Optional[migrate.MigrationReport] = None
     promotion: Optional[sysadmins.PromotionResult] = None
+    verification: Optional[dict] = None
     timings: list[tuple[str, float]] = field(default_factory=list)
 
     def to_text(self) -> str:
@@ -43,6 +48,11 @@ class PipelineReport:
         else:
             lines.append(f"  none configured ({settings.SYSADMINS}); run "
                          "`datagovuk promote --demoted` or name the users")
+        if self.verification:
+            lines += ["", "Verify (the staging database, before the swap): "
+                      "every check holds"] + [
+                f"  {step['name']}: {step['compared']} {step['what']}: "
+                f"{step['result']}" for step in self.verification["steps"]]
         lines += ["", "Time of each step: " + ", ".join(
             f"{name} {seconds:.1f} s" for name, seconds in self.timings)]
         return "\n".join(lines)
@@ -74,6 +84,18 @@ def _step(report: PipelineReport, name: str, echo: Echo):
     echo(f"== {name}: done in {seconds:.1f} s")
 
 
+def verify_staging(staging_url: str, config, echo: Echo) -> dict:
+    """``datagovuk verify`` on the staging database, in a child ``ckan``
+    process; a difference stops the move before the swap."""
+    found = verify_run.verify_in_child(staging_url, config["__file__"])
+    if not found["ok"]:
+        raise OperatorError("verify found the staging database differs from "
+                            f"the old site: {verify_run.summary(found)}; no "
+                            "swap: this site's database is as it was")
+    echo(f"  every check holds (API sample seed {found['seed']})")
+    return found
+
+
 def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
          migration_options: migrate.MigrationOptions, plugins: list[str],
          config) -> list[str]:
@@ -98,7 +120,10 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
     configured = settings.get(settings.SYSADMINS, config)
     steps.append("3. promote " + (", ".join(configured) if configured else
                                   f"nobody ({settings.SYSADMINS} is empty)"))
-    steps.append(f"4. swap the staging database in as "
+    steps.append("4. verify the staging database against the manifest "
+                 "(`datagovuk verify`, in a child ckan process); any "
+                 "difference stops here")
+    steps.append(f"5. swap the staging database in as "
                  f"{db.parse(target_url).database}"
                  + (" (the old one kept under a backup name)"
                     if import_options.replace and not import_options.drop_old
@@ -126,6 +151,10 @@ def migrate_from(source: str, target_url: str,
             with _step(report, "promote --configured", echo), \
                     _model_session_on(staging_url):
                 report.promotion = sysadmins.promote(configured=True)
+        if not migration_options.skip_upgrade:
+            with _step(report, "verify (the staging database)", echo):
+                report.verification = verify_staging(staging_url, config,
+                                                     echo)
 
     with _step(report, f"import {source}", echo):
         report.import_result = transfer.import_database(

@@ -558,8 +558,11 @@ def test_disk_full_during_restore(tiny_tablespace, ssh_server, source, target,
                "rolled back; re-run succeeds")
 def test_interrupt_during_a_data_migration(signum, old_site, migrations_dir,
                                            pg_admin_url):
+    # It writes what `datagovuk verify` (run before the swap) does not
+    # compare: a title changed by a site's own migration would be a
+    # difference, and stop the move.
     (migrations_dir / "002_slow.sql").write_text(
-        "UPDATE package SET title = title || ' (checked)';\n"
+        "UPDATE package SET metadata_modified = metadata_modified;\n"
         f"SELECT pg_sleep({HOLD_SECONDS});\n")
     args = [*MIGRATE, "--migrations-dir", str(migrations_dir)]
     before = dump_database(old_site)
@@ -860,8 +863,11 @@ def test_migrate_from_with_the_ssh_connection_dropped(
 def test_migrate_from_interrupted_in_a_data_migration(
         pipeline_ini, ssh_server, source, target, migrations_dir,
         pg_admin_url):
+    # It writes what `datagovuk verify` (run before the swap) does not
+    # compare: a title changed by a site's own migration would be a
+    # difference, and stop the move.
     (migrations_dir / "002_slow.sql").write_text(
-        "UPDATE package SET title = title || ' (checked)';\n"
+        "UPDATE package SET metadata_modified = metadata_modified;\n"
         f"SELECT pg_sleep({HOLD_SECONDS});\n")
     args = migrate_from_args(ssh_server, source, "--migrations-dir",
                              str(migrations_dir))
@@ -904,6 +910,35 @@ def test_migrate_from_with_a_postgres_restart(
     result = run_migrate_from(pipeline_ini, args, target)
     assert_moved(result, target, source, pg_admin_url,
                  ["001_bytemark_to_govuk.sql", "002_slow.sql"])
+
+
+@fault(step="pipeline", fault="migrate --from: the migrated staging "
+                              "database differs from the old site (a "
+                              "site's data migration drops a resource)",
+       outcome="verify fails before the swap: site database unchanged, "
+               "source unchanged, staging dropped, one-line error naming "
+               "the first difference; re-run without it moves the site")
+def test_migrate_from_stops_when_verify_finds_a_difference(
+        pipeline_ini, ssh_server, source, target, migrations_dir,
+        pg_admin_url):
+    # Nothing documented expects it, so verify fails on the staging database.
+    (migrations_dir / "002_drop_a_resource.sql").write_text(
+        "UPDATE resource SET state = 'deleted' WHERE id = (SELECT id FROM "
+        "resource WHERE state = 'active' ORDER BY id LIMIT 1);\n")
+    before = dump_database(target)
+    result = run_migrate_from(pipeline_ini, migrate_from_args(
+        ssh_server, source, "--migrations-dir", str(migrations_dir)), target)
+    message = assert_failed_cleanly(result, target, before, pg_admin_url,
+                                    source)
+    assert "verify found the staging database differs" in message
+    assert "resources" in message and "no swap" in message
+    assert "state: expected 'active', found 'deleted'" in message
+
+    (migrations_dir / "002_drop_a_resource.sql").unlink()
+    result = run_migrate_from(pipeline_ini, migrate_from_args(
+        ssh_server, source, "--migrations-dir", str(migrations_dir)), target)
+    assert_moved(result, target, source, pg_admin_url,
+                 ["001_bytemark_to_govuk.sql"])
 
 
 # --------------------------------------------------------------------------

@@ -61,6 +61,8 @@ def test_the_whole_move_lands_in_one_swap(ini, ssh_server, source,
     assert leftovers(pg_admin_url, database_name(missing_url)) == []
     assert "promote --configured" in result.stdout
     assert "Time of each step: import" in result.stdout
+    assert "Verify (the staging database, before the swap): every check " \
+        "holds" in result.stdout
 
 
 def test_plan_shows_the_commands_and_changes_nothing(ini, ssh_server, source,
@@ -122,3 +124,4 @@ def test_options_that_need_from_are_usage_errors(make_database, args,
                           "-c", TEST_INI], db_url=make_database(), cwd="/")
     assert result.returncode == 2
     assert message in result.stderr
+

@@ -143,15 +143,18 @@ def _compare_extras(ctx: Context, subject: str, expected: dict,
 def resources(ctx: Context) -> int:
     base = ctx.manifest.organogram_base_url
     rows = ctx.rows(
-        "SELECT m.id, d.name, d.extras, m.package_id, m.url, m.format, "
+        "SELECT m.id, d.name, d.extras -> 'schema', "
+        "d.extras -> 'schema-vocabulary', m.package_id, m.url, m.format, "
         "m.name, m.description_md5, m.viewer, m.position, r.id IS NOT NULL, "
         "r.state, r.package_id, r.url, r.format, r.name, "
         "md5(coalesce(r.description, '')), r.position "
         "FROM datagovuk.manifest_resource m "
         "JOIN datagovuk.manifest_dataset d ON d.id = m.package_id "
         "LEFT JOIN resource r ON r.id = m.id")
-    for (rid, dataset, extras, package_id, url, fmt, name, description,
-         viewer, position, present, state, *found) in rows:
+    for (rid, dataset, schema, vocabulary, package_id, url, fmt, name,
+         description, viewer, position, present, state, *found) in rows:
+        # only the keys the organogram rule reads, not every extra per row
+        extras = {"schema": schema, "schema-vocabulary": vocabulary}
         subject = f"dataset {dataset} resource {rid}"
         kept = rules.resource_kept(viewer, ctx.migrated)
         if not present:

@@ -143,3 +143,41 @@ def verify(url: str, sample: Optional[SampleOptions] = None,
         connection.close()
         engine.dispose()
     return report
+
+
+def verify_in_child(url: str, ini: str, sample_size: int = DEFAULT_SAMPLE
+                    ) -> dict[str, Any]:
+    """``ckan -c INI datagovuk verify --json`` on the database ``url`` in a
+    child process: CKAN's model, which the API sample asks, is bound to
+    one database per process (``CKAN_SQLALCHEMY_URL`` picks it).  Its
+    JSON report; OperatorError when it gives none."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    ckan = os.path.join(os.path.dirname(sys.executable), "ckan")
+    env = dict(os.environ, CKAN_SQLALCHEMY_URL=str(url))
+    result = subprocess.run(
+        [ckan, "-c", ini, "datagovuk", "verify", "--json", "--sample",
+         str(sample_size)], env=env, capture_output=True, text=True)
+    try:
+        return json.loads(result.stdout)
+    except ValueError:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise OperatorError("verify could not run: "
+                            + (lines[-1] if lines else
+                               f"exit status {result.returncode}"))
+
+
+def summary(report: dict[str, Any]) -> str:
+    """One line for a JSON report that failed: how many differences, the
+    first in full."""
+    if report.get("error"):
+        return report["error"]
+    failed = [step for step in report["steps"] if step["result"] == "failed"]
+    first = report["differences"][0] if report["differences"] else {}
+    return (f"{sum(step['differences'] for step in failed)} difference(s) "
+            f"in {', '.join(step['name'] for step in failed)}; first: "
+            f"{first.get('subject')}: {first.get('field')}: expected "
+            f"{first.get('expected')!r}, found {first.get('found')!r}")

@@ -113,3 +113,16 @@ def test_after_no_archive_the_archive_check_is_skipped(old_site):
     result = ckan_datagovuk(["verify", "--sample", "10"], db_url=old_site)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "  archive: skipped (migrated with --no-archive)" in result.stdout
+
+
+@pytest.mark.parametrize("version", [73, 86])
+def test_a_legacy_site_moved_without_data_migrations_verifies(
+        version, legacy_site_templates, make_database):
+    # Other schemas keep a resource's dataset and the extras elsewhere
+    # (resource.package_id from 074; package_extra until 106).
+    url = make_database(template=legacy_site_templates[version])
+    result = ckan_datagovuk(MIGRATE + ["--no-data-migrations"], db_url=url)
+    assert result.returncode == 0, result.stderr
+    result = ckan_datagovuk(["verify", "--all"], db_url=url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^  resources: [1-9]\d* .*: ok$", result.stdout, re.M)
