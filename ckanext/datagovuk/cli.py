@@ -439,12 +439,32 @@ def _migrate_from(ctx, source, options, plan, import_args):
                                   import_options_,
                                   options, list(plugins), config):
             click.echo(line)
+        _print_decisions(pipeline.plan_decisions(source, import_options_,
+                                                 options, config))
         return
     target_url = _import_target_url(ctx)
     report = pipeline.migrate_from(source, target_url, import_options_,
                                    options, list(plugins), config,
                                    echo=click.echo)
     click.echo(report.to_text())
+
+
+def _print_decisions(found) -> None:
+    """The plan's decisions; a predicted refusal is the exit status 1."""
+    from ckanext.datagovuk import decisions
+
+    if found is None:
+        click.echo("Decisions: checked once the dump's data is loaded, "
+                   "before its indexes are built")
+        return
+    click.echo("Decisions (asked of the old database now, read only):")
+    for decision in found:
+        click.echo(f"  {decision.line()}")
+    if not found:
+        click.echo("  none: nothing migrate would stop for")
+    stopping = decisions.refusals(found)
+    if stopping:
+        raise OperatorError(f"the move would stop: {stopping[0].refusal}")
 
 
 @datagovuk.command("import", short_help="Load the old site's database (over ssh or from a dump), all or nothing.")

@@ -12,6 +12,7 @@ half-migrated.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -19,7 +20,8 @@ from typing import Callable, Optional
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import db, migrate, runner, settings, sysadmins, transfer
+from ckanext.datagovuk import (db, decisions, migrate, runner, settings,
+                               sysadmins, transfer)
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.verify import run as verify_run
 
@@ -131,6 +133,21 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
     return steps
 
 
+def plan_decisions(source: str, import_options: transfer.ImportOptions,
+                   migration_options: migrate.MigrationOptions, config
+                   ) -> list[decisions.Decision] | None:
+    """What ``migrate --from`` would stop for, asked of a ``[user@]host``
+    source now (read only, over ssh); None when the source is a dump file,
+    checked only once its data is loaded."""
+    check = decisions.source_check(
+        migration_options, runner.settings_from_config(config),
+        echo=lambda message: None)
+    answer = transfer.probe_source(source, dataclasses.replace(
+        import_options, source_check=check))
+    return None if answer is None else decisions.decide(answer,
+                                                        migration_options)
+
+
 def migrate_from(source: str, target_url: str,
                  import_options: transfer.ImportOptions,
                  migration_options: migrate.MigrationOptions,
@@ -141,6 +158,10 @@ def migrate_from(source: str, target_url: str,
     report = PipelineReport()
     migration_settings = runner.settings_from_config(config)
     configured = settings.get(settings.SYSADMINS, config)
+    # Whatever would stop the migration is found before the transfer.
+    import_options = dataclasses.replace(
+        import_options, source_check=decisions.source_check(
+            migration_options, migration_settings, echo))
 
     def finish_in_staging(staging_url: str) -> None:
         with _step(report, "migrate (in the staging database)", echo):

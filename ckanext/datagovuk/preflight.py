@@ -77,11 +77,20 @@ class DatabaseState:
 
 def classify(connection: Connection) -> DatabaseState:
     tables = archive.public_tables(connection)
+    if not tables:
+        return DatabaseState("empty", head=alembic_runner.head())
+    return state_of(tables, alembic_runner.current_revision(connection),
+                    ckan_legacy_version(connection))
+
+
+def state_of(tables: list[str], revision: Optional[str],
+             legacy: Optional[int]) -> DatabaseState:
+    """What a database is, from its public tables, its alembic revision
+    and CKAN's legacy version, wherever they were read (here, or on the
+    old host before a transfer)."""
     head = alembic_runner.head()
     if not tables:
         return DatabaseState("empty", head=head)
-    revision = alembic_runner.current_revision(connection)
-    legacy = ckan_legacy_version(connection)
     is_ckan = all(table in tables for table in CKAN_MARKER_TABLES)
     if revision and is_ckan:
         return DatabaseState("alembic", legacy, revision, head, tables)
@@ -110,35 +119,43 @@ def data_migrations_blocked(state: DatabaseState,
             "are recorded as skipped)")
 
 
-def check(connection: Connection, pending_migrations: Iterable[str] = (),
-          url: Optional[str] = None,
-          data_migrations: bool = True) -> DatabaseState:
-    """Classify the database and refuse what cannot work; with
-    ``data_migrations=False`` the pending ones will be skipped, so need no
-    CKAN 2.2 tables."""
-    state = classify(connection)
-    where = f" {db.safe_url(url)}" if url else ""
+def refusal(state: DatabaseState, pending_migrations: Iterable[str] = (),
+            where: str = "", data_migrations: bool = True) -> Optional[str]:
+    """Why ``migrate`` cannot run on the database ``state`` describes (one
+    line), or None; with ``data_migrations=False`` the pending ones will be
+    skipped, so need no CKAN 2.2 tables."""
+    where = f" {where}" if where else ""
     if state.kind == "empty":
-        raise OperatorError(
-            f"the database{where} is empty: import the old site's dump first "
-            "(datagovuk import), or use `ckan db init` for a new site")
+        return (f"the database{where} is empty: import the old site's dump "
+                "first (datagovuk import), or use `ckan db init` for a new "
+                "site")
     if state.kind == "not-ckan":
         tables = ", ".join(state.tables[:5]) + \
             (", ..." if len(state.tables) > 5 else "")
-        raise OperatorError(
-            f"the database{where} is not a CKAN database (no migrate_version "
-            f"or alembic_version with package and user tables; it has "
-            f"{tables})")
+        return (f"the database{where} is not a CKAN database (no "
+                "migrate_version or alembic_version with package and user "
+                f"tables; it has {tables})")
     if state.kind == "legacy" and not (
             1 <= state.legacy_version <= alembic_runner.LAST_LEGACY_VERSION):
-        raise OperatorError(
-            f"the database{where} says it is at legacy sqlalchemy-migrate "
-            f"version {state.legacy_version}, which no CKAN had (they run "
-            f"from 1 to {alembic_runner.LAST_LEGACY_VERSION}): check "
-            "migrate_version")
-    blocked = data_migrations_blocked(state, pending_migrations)
-    if data_migrations and blocked:
-        raise OperatorError(blocked)
+        return (f"the database{where} says it is at legacy sqlalchemy-migrate "
+                f"version {state.legacy_version}, which no CKAN had (they "
+                f"run from 1 to {alembic_runner.LAST_LEGACY_VERSION}): check "
+                "migrate_version")
+    if data_migrations:
+        return data_migrations_blocked(state, pending_migrations)
+    return None
+
+
+def check(connection: Connection, pending_migrations: Iterable[str] = (),
+          url: Optional[str] = None,
+          data_migrations: bool = True) -> DatabaseState:
+    """Classify the database and refuse what cannot work (:func:`refusal`,
+    then the extensions this server lacks)."""
+    state = classify(connection)
+    refused = refusal(state, pending_migrations,
+                      db.safe_url(url) if url else "", data_migrations)
+    if refused:
+        raise OperatorError(refused)
     missing_extensions = unavailable_extensions(connection)
     if missing_extensions:
         raise OperatorError(missing_extensions_message(connection,

@@ -105,12 +105,15 @@ def main(args: list[str] | None = None) -> int:
               f"{remote.port}) into {db.safe_url(new_url)}, config {ini}")
         source = ["--from", remote.alias, "--ssh-config",
                   remote.ssh_config_file, "--remote-db", remote_db]
+        # The plan asks the old database (read only) what the move would
+        # stop for: it names the decision and exits 1.
         run(["paster", "datagovuk", "migrate", *source, "--plan",
-             "-c", ini], env)
+             "-c", ini], env, may_fail=True)
         print("\n== The generated site, like the real one, has two kept "
               "users sharing an email (ignoring case), which CKAN 2.12 "
-              "forbids: the run stops, the site's database stays as it was, "
-              "and the error names the option that settles it.")
+              "forbids: the run stops before it transfers anything, the "
+              "site's database stays as it was, and the error names the "
+              "option that settles it.")
         if run(["paster", "datagovuk", "migrate", *source, "-c", ini], env,
                may_fail=True) == 0:
             print("(it did not stop: the generated site had no clash)")

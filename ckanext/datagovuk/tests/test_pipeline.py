@@ -1,12 +1,15 @@
 """``datagovuk migrate --from``: import, migrate and promote in a staging
 database, swapped in only when every step succeeded.  Real sshd on
 loopback, real PostgreSQL, CKAN's real migrations; nothing mocked."""
+import os
+
 import pytest
 
-from ckanext.datagovuk import alembic_runner
+from ckanext.datagovuk import alembic_runner, db
 from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.tests.conftest import (TEST_INI, one_line_error,
-                                              run_command, run_sql)
+                                              remote_pg_dump, run_command,
+                                              run_sql)
 from ckanext.datagovuk.tests.test_transfer import (  # noqa: F401 (fixtures)
     fingerprint, leftovers, database_name, missing_url, remote_db_args,
     source, ssh_args)
@@ -69,8 +72,12 @@ def test_plan_shows_the_commands_and_changes_nothing(ini, ssh_server, source,
                                                     make_database,
                                                     pg_admin_url):
     target = make_database()
-    result = paster_migrate_from(ini, ssh_server, source, target, "--plan")
+    result = paster_migrate_from(ini, ssh_server, source, target, "--plan",
+                                 "--resolve-email-clash", "keep-oldest")
     assert result.returncode == 0, result.stderr
+    assert "  decided: 1 email address(es) shared, ignoring case, by active " \
+        "users the migration keeps (CKAN 2.12 forbids it) (settled by " \
+        "--resolve-email-clash keep-oldest)" in result.stdout
     assert "ssh " in result.stdout
     assert "pg_dump -Fc -Z1 -O -x" in result.stdout
     assert "--section=pre-data --section=data" in result.stdout
@@ -83,19 +90,90 @@ def test_plan_shows_the_commands_and_changes_nothing(ini, ssh_server, source,
     assert leftovers(pg_admin_url, database_name(target)) == []
 
 
-def test_a_failing_migration_leaves_the_site_database_as_it_was(
-        ini, ssh_server, source, make_database, pg_admin_url):
-    # The generated site has two kept users sharing an email: without
-    # --resolve-email-clash the migration stops inside the staging database.
+def test_a_decision_is_found_before_anything_is_transferred(
+        ini, ssh_server, source, make_database, pg_admin_url, tmp_path):
+    # The generated site has two kept users sharing an email (and a pair
+    # whose older account 001 deletes, which needs no decision): without
+    # --resolve-email-clash the move stops before pg_dump dumps anything.
+    script, marker = remote_pg_dump(tmp_path, "trickle")
     target = make_database()
     run_sql(target, "CREATE TABLE marker (note text); "
                     "INSERT INTO marker VALUES ('the site before')")
     before = fingerprint(target)
-    result = paster_migrate_from(ini, ssh_server, source, target, "--replace")
-    assert "--resolve-email-clash keep-oldest" in one_line_error(result)
+    result = paster_migrate_from(ini, ssh_server, source, target, "--replace",
+                                 "--remote-pg-dump", script)
+    message = one_line_error(result)
+    assert message.startswith("Error: 1 email address(es) shared")
+    assert "--resolve-email-clash keep-oldest" in message
+    assert "needs a decision: 1 email address(es)" in result.stdout
+    assert not os.path.exists(marker), "pg_dump dumped"
+    assert "staging database:" not in result.stdout
     assert fingerprint(target) == before
     assert leftovers(pg_admin_url, database_name(target)) == []
     assert fingerprint(source[0]) == source[2]
+
+
+def test_plan_predicts_the_refusal_and_exits_non_zero(ini, ssh_server,
+                                                       source, make_database):
+    result = paster_migrate_from(ini, ssh_server, source, make_database(),
+                                 "--plan")
+    assert result.returncode == 1
+    assert "  needs a decision: 1 email address(es) shared, ignoring case, " \
+        "by active users the migration keeps (CKAN 2.12 forbids it): give " \
+        "--resolve-email-clash keep-oldest" in result.stdout
+    assert one_line_error(result).startswith("Error: the move would stop: ")
+
+
+@pytest.fixture
+def source_at(make_database, legacy_site_templates, old_site_template):
+    """A source as ``source`` is, from a template (a legacy version's site,
+    or the old site to be broken)."""
+    def make(template):
+        url = db.parse(make_database(template=template))
+        return (url, f"host=127.0.0.1 port={url.port} dbname={url.database} "
+                     f"user={url.username}", None)
+    return make
+
+
+@pytest.mark.parametrize("legacy, change, expected", [
+    (82, None, "database is a CKAN database at legacy sqlalchemy-migrate "
+               "version 82"),
+    (None, "UPDATE migrate_version SET repository_id = 'doi', "
+           "repository_path = '/src/ckanext-doi/migration'",
+     "migrate_version has no row for CKAN itself"),
+    (None, "ALTER TABLE migrate_version RENAME COLUMN version TO v",
+     "cannot read the old database"),
+], ids=["legacy 82", "no CKAN row", "unreadable"])
+def test_refusals_are_found_before_the_transfer(
+        ini, ssh_server, source_at, legacy_site_templates, old_site_template,
+        legacy, change, expected, missing_url, pg_admin_url, tmp_path):
+    script, marker = remote_pg_dump(tmp_path, "trickle")
+    old = source_at(legacy_site_templates[legacy] if legacy
+                    else old_site_template)
+    if change:
+        run_sql(old[0], change)
+    result = paster_migrate_from(ini, ssh_server, old, missing_url,
+                                 "--resolve-email-clash", "keep-oldest",
+                                 "--remote-pg-dump", script)
+    assert expected in one_line_error(result)
+    assert not os.path.exists(marker), "pg_dump dumped"
+    assert leftovers(pg_admin_url, database_name(missing_url)) == []
+    plan = paster_migrate_from(ini, ssh_server, old, missing_url, "--plan",
+                               "--resolve-email-clash", "keep-oldest")
+    assert plan.returncode == 1 and expected in one_line_error(plan)
+
+
+def test_a_dump_file_is_judged_once_its_data_is_in_before_its_indexes(
+        ini, old_site_dump, missing_url, pg_admin_url):
+    result = run_command(["paster", "datagovuk", "migrate", "--from",
+                          old_site_dump, "-c", ini], db_url=missing_url,
+                         cwd="/")
+    assert one_line_error(result).startswith(
+        "Error: 1 email address(es) shared")
+    assert "restore: done" in result.stdout
+    assert "needs a decision: 1 email address(es)" in result.stdout
+    assert "indexes and keys..." not in result.stdout
+    assert leftovers(pg_admin_url, database_name(missing_url)) == []
 
 
 def test_an_unknown_configured_sysadmin_stops_it_before_the_swap(

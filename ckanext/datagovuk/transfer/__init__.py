@@ -55,7 +55,7 @@ from ckanext.datagovuk.transfer.lock import TargetLock
 from ckanext.datagovuk.transfer.options import (
     DEFAULT_ADMIN_URL_ENV, DEFAULT_COMPRESSION, DEFAULT_JOBS,
     DEFAULT_REMOTE_FORMAT, DEFAULT_REMOTE_PG_DUMP, REMOTE_FORMATS,
-    ImportOptions, ImportResult, check_options)
+    ImportOptions, ImportResult, SourceCheck, check_options)
 from ckanext.datagovuk.transfer.plain import PlainDumpFilter, detect_format
 from ckanext.datagovuk.transfer.plan import plan_lines
 from ckanext.datagovuk.transfer.remote import Remote, parse_version
@@ -70,10 +70,11 @@ __all__ = [
     "DEFAULT_ADMIN_URL_ENV", "DEFAULT_COMPRESSION", "DEFAULT_JOBS",
     "DEFAULT_REMOTE_DB", "DEFAULT_REMOTE_FORMAT", "DEFAULT_REMOTE_PG_DUMP",
     "REMOTE_FORMATS", "BeforeSwap", "ImportOptions", "ImportResult",
+    "SourceCheck",
     "check_usage",
     "PlainDumpFilter", "Source", "SshSettings", "TargetState", "backup_name",
     "detect_format", "extension_package", "import_database",
-    "parse_source", "parse_version", "plan", "staging_name",
+    "parse_source", "parse_version", "plan", "probe_source", "staging_name",
 ]
 
 # Called with the staging database's URL once it is loaded and verified,
@@ -100,6 +101,10 @@ class _Import:
         self.remote = Remote(source, options)
         self.loader = Loader(source, options, echo, self.phase, self.staging,
                              self.remote, self.children)
+        if options.source_check and source.kind != Source.REMOTE_DATABASE:
+            # The source cannot be queried: the check runs on what it
+            # loaded, before the indexes are built.
+            self.loader.data_loaded = self.check_loaded_data
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -143,11 +148,21 @@ class _Import:
                           "killed")
             if probe is not None:
                 self.remote.check_versions(probe, self.echo)
+                if self.remote.facts is not None:
+                    self.echo("decisions, from the old database before the "
+                              "transfer:")
+                    self.options.source_check.judge(self.remote.facts)
         finally:
             if probe is not None and probe.poll() is None:
                 probe.kill()
                 probe.wait()
         return state
+
+    def check_loaded_data(self) -> None:
+        check = self.options.source_check
+        with self.phase("decisions"):
+            check.judge(self.loader.restore.query_file(check.sql_path,
+                                                       check.site_user))
 
     def load_verify_swap(self, state: TargetState) -> ImportResult:
         # The remote host dumps for a while before it sends anything: the
@@ -201,6 +216,19 @@ def plan(source: str | Source, target_url,
     if isinstance(source, str):
         source = parse_source(source)
     return plan_lines(source, target_url, options)
+
+
+def probe_source(source: str | Source, options: ImportOptions
+                 ) -> str | None:
+    """psql's answer to ``options.source_check`` from a ``[user@]host``
+    source, read only, with the version probe; None for other sources."""
+    if isinstance(source, str):
+        source = parse_source(source)
+    if source.kind != Source.REMOTE_DATABASE or options.source_check is None:
+        return None
+    remote = Remote(source, options)
+    remote.check_versions(remote.start_version_check(), silent)
+    return remote.facts
 
 
 def import_database(source: str | Source, target_url,

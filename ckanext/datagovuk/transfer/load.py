@@ -42,6 +42,9 @@ class Loader:
         self.bytes_transferred = 0
         self.kept_dump: str | None = None
         self.keep_dump_complete = False
+        # Called once the data is in, before the indexes are built (when
+        # the dump's format lets them wait), if set.
+        self.data_loaded: Callable[[], None] | None = None
 
     def load(self, remote_dump: Child | None = None) -> None:
         if remote_dump is not None:
@@ -137,8 +140,7 @@ class Loader:
                        if entry.is_file())
             self.echo(f"source: {path} (directory format, "
                       f"{human_bytes(size)})")
-            with self.phase("restore"):
-                self.restore.restore_file(path, self.options.jobs)
+            self.restore_local(path)
             return
         try:
             with open(path, "rb") as handle:
@@ -149,11 +151,30 @@ class Loader:
         self.echo(f"source: {path} ({self.dump_format} format, "
                   f"{human_bytes(os.path.getsize(path))})")
         if self.dump_format == "custom":
-            with self.phase("restore"):
-                self.restore.restore_file(path, self.options.jobs)
+            self.restore_local(path)
         else:
             with self.phase("load"), open(path, "rb") as handle:
                 self.stream_plain(handle, None, "read")
+            self.after_data()
+
+    def restore_local(self, path: str) -> None:
+        """A local custom or directory dump; with a check to run once the
+        data is in, the indexes and keys wait for it."""
+        if self.data_loaded is None:
+            with self.phase("restore"):
+                self.restore.restore_file(path, self.options.jobs)
+            return
+        with self.phase("restore"):
+            self.restore.restore_file(path, self.options.jobs,
+                                      ("pre-data", "data"))
+        self.after_data()
+        with self.phase("indexes and keys"):
+            self.restore.restore_file(path, self.options.jobs,
+                                      ("post-data",))
+
+    def after_data(self) -> None:
+        if self.data_loaded is not None:
+            self.data_loaded()
 
     # -- a remote stream ---------------------------------------------------
 
@@ -168,6 +189,7 @@ class Loader:
             self.echo(f"{source} (plain format)")
             with self.phase("transfer+load"):
                 self.stream_plain(stream, reader, "received", head)
+            self.after_data()
         elif self.options.jobs > 1:
             self.echo(f"{source} (custom format{wire}, "
                       "restored as it arrives; indexes and keys then built "
@@ -175,12 +197,14 @@ class Loader:
             with self.phase("transfer+restore"):
                 toc = self.stream_custom(stream, reader, head,
                                          sections=("pre-data", "data"))
+            self.after_data()
             with self.phase("indexes and keys"):
                 self.restore.restore_post_data(toc, self.options.jobs)
         else:
             self.echo(f"{source} (custom format{wire})")
             with self.phase("transfer+restore"):
                 self.stream_custom(stream, reader, head)
+            self.after_data()
 
     def format_of_stream(self, head: bytes, reader: Child) -> str:
         if not head:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.transfer.sources import (DEFAULT_REMOTE_DB, Source,
@@ -30,6 +31,20 @@ DEFAULT_REMOTE_FORMAT = "custom"
 
 
 @dataclass
+class SourceCheck:
+    """A read-only query of the source database and what judges its
+    answer, run before anything is transferred from [user@]host (by psql
+    there, in the same ssh invocation as the version probe), or, for a dump
+    file, on the staging database once the data is in and before the
+    indexes are built.  psql runs the file ``sql_path`` with the variable
+    ``site_user``; ``judge`` gets its output and raises OperatorError to
+    stop the import."""
+    sql_path: str
+    site_user: str
+    judge: Callable[[str], None]
+
+
+@dataclass
 class ImportOptions:
     remote_db: str = DEFAULT_REMOTE_DB
     remote_pg_dump: str = DEFAULT_REMOTE_PG_DUMP
@@ -49,6 +64,7 @@ class ImportOptions:
     # refusing.
     wait: bool = False
     ssh: SshSettings = field(default_factory=SshSettings)
+    source_check: SourceCheck | None = None
 
 
 @dataclass

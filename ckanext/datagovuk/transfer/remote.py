@@ -30,6 +30,8 @@ ZSTD_COMPRESS_OPTIONS = ("-1", "-q", "-c", "--single-thread")
 # What the remote version check prints when the remote host has a zstd that
 # takes those options (a zstd too old for --single-thread does not).
 REMOTE_ZSTD_MARKER = "datagovuk: zstd available"
+# What the version check prints before psql's answer to the source check.
+REMOTE_FACTS_MARKER = "datagovuk: source facts"
 # pg_dump -j came with 9.3; with --remote-format directory an older remote
 # pg_dump sends a custom-format dump instead, restored as it arrives.
 PARALLEL_PG_DUMP = (9, 3)
@@ -100,6 +102,8 @@ class Remote:
         self.version: tuple[int, ...] | None = None
         self.has_zstd = False
         self.zstd_program = local_zstd()
+        # psql's answer to the source check, from the version probe.
+        self.facts: str | None = None
 
     # -- how the dump comes ------------------------------------------------
 
@@ -150,16 +154,31 @@ class Remote:
     # -- the version probe -------------------------------------------------
 
     def start_version_check(self) -> subprocess.Popen:
-        """One ssh round trip: the remote pg_dump's version, and whether
-        the remote host has zstd."""
+        """One ssh round trip: the remote pg_dump's version, whether the
+        remote host has zstd, and psql's answer to the source check, if
+        one is asked for."""
         self.options.ssh.check()
+        check = self.options.source_check
+        facts = ("", "", "", "")
+        if check is not None:
+            with open(check.sql_path) as sql:
+                facts = (self.remote_psql(), self.options.remote_db,
+                         check.site_user, sql.read())
         command = RemoteCommand.of_script(
             VERSION_SCRIPT, self.options.remote_pg_dump, REMOTE_ZSTD_MARKER,
-            ZSTD, *ZSTD_COMPRESS_OPTIONS)
+            REMOTE_FACTS_MARKER, *facts, ZSTD, *ZSTD_COMPRESS_OPTIONS)
         with open(command.script, "rb") as script:
             return subprocess.Popen(self.ssh_command(command.line),
                                     stdin=script, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
+
+    def remote_psql(self) -> str:
+        """psql beside the remote pg_dump when that is given by a path to
+        a program named pg_dump, else psql from the remote PATH."""
+        pg_dump = self.options.remote_pg_dump
+        if "/" in pg_dump and os.path.basename(pg_dump) == "pg_dump":
+            return os.path.join(os.path.dirname(pg_dump), "psql")
+        return "psql"
 
     def check_versions(self, probe: subprocess.Popen, echo: Echo) -> None:
         local = subprocess.run([pg_program("pg_restore"), "--version"],
@@ -195,7 +214,16 @@ class Remote:
         if probe.returncode == 255:
             raise OperatorError(f"cannot ssh to {self.source.host}: "
                                 f"{meaningful_line(stderr) or 'ssh failed'}")
+        stdout, marker, facts = stdout.partition(REMOTE_FACTS_MARKER + "\n")
         remote_version = parse_version(stdout)
+        if marker and remote_version is not None:
+            if probe.returncode != 0:
+                raise OperatorError(
+                    f"cannot read the old database {self.options.remote_db}"
+                    f" on {self.source.host} before the transfer: "
+                    f"{meaningful_line(stderr) or 'psql failed'} (psql runs "
+                    "beside --remote-pg-dump, else from the remote PATH)")
+            self.facts = facts
         if probe.returncode != 0 or remote_version is None:
             detail = meaningful_line(stderr) or stdout.strip()
             raise OperatorError(

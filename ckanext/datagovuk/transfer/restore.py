@@ -118,16 +118,31 @@ class Restore:
             handle.write("\n".join(kept) + "\n")
         return path
 
-    def restore_file(self, path: str, jobs: int) -> None:
-        """A whole dump here (a custom-format file or a directory), with
-        ``pg_restore -j jobs``."""
+    def restore_file(self, path: str, jobs: int,
+                     sections: tuple[str, ...] = ()) -> None:
+        """A whole dump here (a custom-format file or a directory), or only
+        its ``sections``, with ``pg_restore -j jobs``."""
         listing = subprocess.run([pg_program("pg_restore"), "-l", path],
                                  capture_output=True, text=True)
         if listing.returncode != 0:
             raise OperatorError(f"the dump is truncated or corrupt: "
                                 f"{meaningful_line(listing.stderr)}")
         list_file = self.write_toc_list(listing.stdout)
-        finish(self.start(list_file, jobs, [path]))
+        finish(self.start(list_file, jobs, [
+            *(f"--section={section}" for section in sections), path]))
+
+    def query_file(self, sql_path: str, site_user: str) -> str:
+        """What psql answers to the read-only query in ``sql_path`` on the
+        staging database (NUL-separated, as the source check reads it)."""
+        result = subprocess.run(
+            [pg_program("psql"), "-X", "-w", "-q", "-A", "-t", "-z", "-0",
+             "-v", "ON_ERROR_STOP=1", "-v", f"site_user={site_user}",
+             "-d", self.staging.name, "-f", sql_path],
+            env=self.env(), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise OperatorError(f"cannot read the loaded data: "
+                                f"{meaningful_line(result.stderr)}")
+        return result.stdout
 
     def restore_post_data(self, toc: Toc, jobs: int) -> None:
         """The indexes, keys and the rest of the post-data section, with
