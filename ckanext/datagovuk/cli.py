@@ -81,30 +81,42 @@ def status(as_json):
 @datagovuk.command(short_help="Rebuild the search index into a new core, then swap it in.")
 @click.option("--configset", default="ckan", show_default=True,
               help="Solr configset the new core is made from.")
+@click.option("--into", metavar="CORE",
+              help="Name of the new core (default: <live core>-reindex-<time>); "
+                   "it must not exist yet.")
+@click.option("--no-swap", is_flag=True,
+              help="Build and verify the new core, and leave it next to the "
+                   "live one, unswapped.")
 @click.option("--drop-old", is_flag=True,
               help="Unload the previous index after the swap instead of keeping it.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Indexing processes (default: the number of CPUs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=250,
               show_default=True, help="Datasets sent to Solr per request.")
-def reindex(configset, drop_old, workers, batch_size):
+def reindex(configset, into, no_swap, drop_old, workers, batch_size):
     """Index every dataset CKAN indexes (active, private and draft) with
     CKAN's own indexer into a new Solr core, created through CoreAdmin on
     the node of solr_url while the live core keeps serving; check that it
     holds every dataset and that a sample matches package_show; then swap
     it with the live core (CoreAdmin SWAP). The previous index is kept
-    under a printed name unless --drop-old. A failure or Ctrl-C unloads the
-    new core and leaves the live one as it was."""
+    under a printed name unless --drop-old. A Solr that does not answer,
+    or whose live core has a schema this CKAN does not accept, is refused
+    before anything starts; a failure or Ctrl-C unloads the new core and
+    leaves the live one as it was. Progress goes to stderr on a terminal,
+    else a line to stdout every 10 s."""
     import os
 
     from ckan.common import config
 
     from ckanext.datagovuk import reindex as search_index
+    from ckanext.datagovuk.solr import SolrCores
 
-    result = search_index.reindex(
-        config["solr_url"], configset=configset, drop_old=drop_old,
-        workers=workers or os.cpu_count() or 1, batch_size=batch_size,
-        user=config.get("solr_user"), password=config.get("solr_password"))
+    if no_swap and drop_old:
+        raise click.UsageError("--drop-old does not go with --no-swap")
+    options = search_index.ReindexOptions(
+        configset=configset, into=into, swap=not no_swap, drop_old=drop_old,
+        workers=workers or os.cpu_count() or 1, batch_size=batch_size)
+    result = search_index.reindex(SolrCores.from_config(config), options)
     click.echo(search_index.format_result(result))
 
 

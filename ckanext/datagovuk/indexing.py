@@ -1,0 +1,254 @@
+"""CKAN's own search documents, made fast: the engine room of ``reindex``.
+
+Each dataset's document is made by CKAN's code: ``package_show`` (its
+``package_dictize`` and show schema, every plugin's ``after_dataset_show``)
+and ``index_update_package_dicts`` (``PackageSearchIndex.index_package``,
+every plugin's ``before_dataset_index``).  What changes is how the data
+reaches that code and how the documents leave it:
+
+* reads in batches: for a chunk of datasets, their packages are loaded in
+  one query, and each of the queries ``package_dictize`` makes per dataset
+  (resources, tags, groups, organization, relationships) is made once for
+  the chunk; ``package_dictize`` then gets each dataset's rows from those
+  (``BatchedReads``).  A query not recognised runs as CKAN wrote it;
+* the dataset dict is validated once when no plugin changes the show
+  schema (CKAN validates it twice, with two equal schemas);
+* documents are collected and sent to the new core in batches
+  (``BatchingConnection``), never committed (the caller commits once);
+* chunks are spread over forked worker processes, each with its own
+  database connections.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Callable, Iterator
+
+TIMEOUT = 600
+# Stands in for a dataset id while the query shapes are built.
+_SENTINEL = "datagovuk-reindex-sentinel"
+
+
+class BatchingConnection:
+    """Stands in for the ``pysolr.Solr`` that CKAN's indexer makes for each
+    document: collects the documents and posts them to its core in
+    batches, never committing (one commit follows the whole run)."""
+
+    def __init__(self, solr, batch_size: int):
+        self.solr = solr
+        self.url = solr.url
+        self.batch_size = batch_size
+        self.pending: list[dict] = []
+
+    def add(self, docs, commit=False, **_options) -> None:
+        self.pending.extend(docs)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.solr.add(self.pending, commit=False)
+            self.pending = []
+
+    def delete(self, **_options) -> None:
+        raise RuntimeError("a reindex into a new core deletes nothing")
+
+
+@contextlib.contextmanager
+def _replaced(module, name: str, value) -> Iterator[None]:
+    """CKAN looks these functions up by name in their module at each call
+    and takes none of them as an argument: point the name at ours."""
+    original = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def _dictize_queries() -> dict[str, tuple[Callable, object]]:
+    """The per-dataset queries of CKAN's ``package_dictize``, each as a
+    function of its condition on the dataset (or organization) id, with
+    the column that condition is on."""
+    from ckan import model
+    from sqlalchemy import false, select
+
+    res, tag, pkg_tag = (model.resource_table, model.tag_table,
+                         model.package_tag_table)
+    member, group = model.member_table, model.group_table
+    rel = model.package_relationship_table
+    return {
+        "resources": (lambda on: select(res).where(on), res.c["package_id"]),
+        "tags": (lambda on: select(tag, pkg_tag.c["state"]).join(
+            pkg_tag, tag.c["id"] == pkg_tag.c["tag_id"]).where(on),
+            pkg_tag.c["package_id"]),
+        "groups": (lambda on: select(group, member.c["capacity"]).join(
+            member, group.c["id"] == member.c["group_id"]).where(
+            on, member.c["state"] == "active",
+            group.c["is_organization"] == false()), member.c["table_id"]),
+        "organization": (lambda on: select(group).where(on).where(
+            group.c["state"] == "active"), group.c["id"]),
+        "subject": (lambda on: select(rel).where(on),
+                    rel.c["subject_package_id"]),
+        "object": (lambda on: select(rel).where(on),
+                   rel.c["object_package_id"]),
+    }
+
+
+class BatchedReads:
+    """Answers ``package_dictize``'s per-dataset queries for a chunk of
+    datasets from one query per kind.  A query is recognised by its
+    SQLAlchemy cache key (its structure, bound values left out), so a
+    CKAN whose queries differ is simply not answered from the batch."""
+
+    def __init__(self, session, packages: list):
+        self.session = session
+        self.rows: dict[bytes, tuple[int, dict[str, list]]] = {}
+        self.answered = self.passed = 0
+        ids = [package.id for package in packages]
+        orgs = sorted({p.owner_org for p in packages if p.owner_org})
+        for name, (build, column) in _dictize_queries().items():
+            keys = orgs if name == "organization" else ids
+            self._prefetch(build, column, keys)
+
+    def _prefetch(self, build, column, keys: list[str]) -> None:
+        shape = build(column == _SENTINEL)._generate_cache_key()
+        position = [bind.value for bind in shape.bindparams].index(_SENTINEL)
+        grouped: dict[str, list] = {key: [] for key in keys}
+        if keys:
+            width = len(build(column == _SENTINEL).selected_columns)
+            frozen = self.session.execute(
+                build(column.in_(keys)).add_columns(column)).freeze()
+            rows = frozen().columns(*range(width)).all()
+            for key, row in zip(frozen().scalars(width).all(), rows):
+                grouped[key].append(row)
+        self.rows[shape.key] = (position, grouped)
+
+    def execute(self, query, table, context):
+        """Stands in for ``model_dictize._execute``."""
+        cache_key = query._generate_cache_key()
+        known = self.rows.get(cache_key.key) if cache_key else None
+        if known is not None:
+            position, grouped = known
+            key = cache_key.bindparams[position].effective_value
+            if key in grouped:
+                self.answered += 1
+                return grouped[key]
+        self.passed += 1
+        return self.session.execute(query)
+
+
+def _validated_once(context: dict, dataset_id: str):
+    """``package_show_default_and_custom_schemas`` when the dataset's type
+    has CKAN's own show schema: the one validation serves as both."""
+    from ckan import logic
+    from ckan.lib.plugins import (DefaultDatasetForm, lookup_package_plugin,
+                                  plugin_validate)
+    from ckan.logic.schema import default_show_package_schema
+
+    context = logic.fresh_context(context, ignore_auth=True, use_cache=False,
+                                  validate=False)
+    shown = logic.get_action("package_show")(context, {"id": dataset_id})
+    if type(lookup_package_plugin(shown["type"])) is not DefaultDatasetForm:
+        return logic.package_show_default_and_custom_schemas(
+            context, dataset_id)
+    validated, _errors = plugin_validate(
+        object(), context, shown, default_show_package_schema(),
+        "package_show")
+    logic.apply_after_dataset_show_plugins(context, validated)
+    return validated, validated
+
+
+def _index_one(dataset_id: str, failures: list[tuple[str, str]]) -> None:
+    """CKAN's document for one dataset, or, when CKAN's own code cannot
+    make it, a failure noted as ``ckan search-index rebuild -i`` would log
+    it (errors of the database or of Solr stop the run instead)."""
+    from ckan import logic
+    from ckan.lib.search import SearchIndexError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        both = _validated_once({"ignore_auth": True}, dataset_id)
+        logic.index_update_package_dicts(both, True)
+    except (SQLAlchemyError, SearchIndexError):
+        raise
+    except Exception as error:        # CKAN's rebuild -i goes on too
+        failures.append((dataset_id, f"{type(error).__name__}: {error}"))
+
+
+def index_chunk(core_url: str, ids: list[str]) -> tuple[int, list]:
+    """Index ``ids`` with CKAN's indexer into ``core_url`` in one batch,
+    without commit.  Returns how many were indexed, and the failures."""
+    import pysolr
+    from ckan import model
+    from ckan.lib.dictization import model_dictize
+    from ckan.lib.search import index
+
+    connection = BatchingConnection(pysolr.Solr(core_url, timeout=TIMEOUT),
+                                    batch_size=len(ids))
+    failures: list[tuple[str, str]] = []
+    # Held here so that the session's identity map keeps them for the
+    # chunk: CKAN's own look-ups by id then need no query.
+    packages = model.Session.query(model.Package).filter(
+        model.Package.id.in_(ids)).all()
+    reads = BatchedReads(model.Session, packages)
+    with _replaced(index, "make_connection", lambda *a, **k: connection), \
+            _replaced(model_dictize, "_execute", reads.execute):
+        for dataset_id in ids:
+            _index_one(dataset_id, failures)
+        connection.flush()
+    del packages
+    # Keeps the session's identity map from holding every dataset.
+    model.Session.remove()
+    return len(ids) - len(failures), failures
+
+
+def _start_worker() -> None:
+    """In a forked worker: the database connections belong to the parent
+    (SQLAlchemy's advice for a fork: a new pool, the parent's connections
+    left alone), and so do Ctrl-C and SIGTERM (it ends the workers when it
+    stops)."""
+    from ckan import model
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    model.Session.remove()
+    model.meta.engine.dispose(close=False)
+
+
+def _index_chunk_in_worker(task: tuple[str, list[str]]) -> tuple[int, list]:
+    return index_chunk(*task)
+
+
+def index_datasets(core_url: str, ids: list[str], workers: int,
+                   batch_size: int, progress: Callable[[int], None]) -> list:
+    """Index ``ids`` into ``core_url`` in chunks of a batch, spread over
+    ``workers`` forked processes, then commit once.  Returns the datasets
+    CKAN's code could not index, with why."""
+    import multiprocessing
+
+    import pysolr
+
+    tasks = [(core_url, ids[start:start + batch_size])
+             for start in range(0, len(ids), batch_size)]
+    done, failures = 0, []
+    if workers <= 1:
+        results = map(_index_chunk_in_worker, tasks)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("fork").Pool(
+            workers, initializer=_start_worker)
+        results = pool.imap_unordered(_index_chunk_in_worker, tasks)
+    try:
+        for (indexed, failed), task in zip(results, tasks):
+            done += indexed + len(failed)
+            failures += failed
+            progress(done)
+        if pool:
+            pool.close()
+    finally:
+        if pool:
+            pool.terminate()
+            pool.join()
+    pysolr.Solr(core_url, timeout=TIMEOUT).commit(waitSearcher=True)
+    return failures
