@@ -1,4 +1,4 @@
-# make setup | make test | make demo | make bench
+# make setup | make test | make demo | make sandbox | make bench
 # Each target installs what it needs first and can be run again safely.
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -16,7 +16,7 @@ SOLR_STAMP := $(SOLR_TARGET)/.built
 LOCAL_SERVICES := $(BIN)/python -m ckanext.datagovuk.testing.localpg run -- \
   $(BIN)/python -m ckanext.datagovuk.testing.localsolr run --
 
-.PHONY: setup system-packages solr test demo bench clean
+.PHONY: setup system-packages solr test demo sandbox bench clean
 
 setup: system-packages $(STAMP) $(SOLR_STAMP)
 
@@ -67,6 +67,11 @@ test: setup
 demo: setup
 	$(LOCAL_SERVICES) \
 	  $(BIN)/python -m ckanext.datagovuk.testing.demo
+
+# A shell beside an old site and a new config; leaving it removes them.
+sandbox: setup
+	$(LOCAL_SERVICES) \
+	  $(BIN)/python -m ckanext.datagovuk.testing.sandbox $(SANDBOX_ARGS)
 
 bench: setup
 	$(LOCAL_SERVICES) \

@@ -235,12 +235,12 @@ def copy_tables(connection: Connection, tables: list[str],
                 progress: Optional[Progress] = None) -> None:
     for table in not_copied_yet(connection, tables):
         started = time.monotonic()
-        connection.exec_driver_sql(
+        # The statement's own count: no second scan of the copy.
+        rows = connection.exec_driver_sql(
             f"CREATE TABLE {_qualified(LEGACY_SCHEMA, table)} AS "
-            f"SELECT * FROM {_qualified('public', table)}")
-        result.tables.append(ArchivedTable(
-            table, _row_count(connection, LEGACY_SCHEMA, table), "copied",
-            _copy_reason(table)))
+            f"SELECT * FROM {_qualified('public', table)}").rowcount
+        result.tables.append(ArchivedTable(table, rows, "copied",
+                                           _copy_reason(table)))
         if progress:
             progress(f"    copied {table} ({result.tables[-1].rows} rows, "
                      f"{time.monotonic() - started:.1f} s)")
@@ -298,6 +298,16 @@ def history_tables(connection: Connection, copy: list[str]) -> list[str]:
                    if table in public and table not in copy]
 
 
+def history_to_copy(connection: Connection, plugins: Iterable[str] = (),
+                    archive_dropped: bool = True,
+                    known: Optional[set[str]] = None) -> list[str]:
+    """The tables :func:`copy_history` copies now."""
+    if not archive_dropped:
+        return []
+    _, copy = plan(connection, plugins, known)
+    return not_copied_yet(connection, history_tables(connection, copy))
+
+
 def copy_history(connection: Connection, plugins: Iterable[str] = (),
                  archive_dropped: bool = True,
                  progress: Optional[Progress] = None,
@@ -308,9 +318,7 @@ def copy_history(connection: Connection, plugins: Iterable[str] = (),
     ``migrate_version``: run before the data migrations, so that the
     archive holds the site as it was."""
     result = result if result is not None else ArchiveResult()
-    _, copy = plan(connection, plugins, known)
-    tables = not_copied_yet(connection, history_tables(connection, copy)) \
-        if archive_dropped else []
+    tables = history_to_copy(connection, plugins, archive_dropped, known)
     if not tables and not legacy.other_rows(connection):
         return result
     connection.exec_driver_sql(

@@ -108,6 +108,50 @@ def reindex(configset, drop_old, workers, batch_size):
     click.echo(search_index.format_result(result))
 
 
+@datagovuk.command(short_help="Check the migrated database against its manifest and CKAN's API.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--all", "everything", is_flag=True,
+              help="Ask CKAN's API for every dataset and user, not a sample.")
+@click.option("--sample", type=click.IntRange(min=0), default=1000,
+              show_default=True, metavar="N",
+              help="Datasets (and users) asked of CKAN's API, chosen at "
+                   "random; every dataset a trap fix touched is asked too.")
+@click.option("--seed", type=int, metavar="S",
+              help="Seed of the random sample (printed by every run).")
+@click.pass_context
+def verify(ctx, as_json, everything, sample, seed):
+    """Compare the migrated database (sqlalchemy.url) with the manifest
+    `migrate` recorded before it changed anything, by the documented rules:
+    datasets, extras, resources, publishers, users, archive row counts, no
+    tags, the schema against CKAN's model; then ask CKAN's own API
+    (package_show, organization_show, user_show) for a sample. One line
+    per check; exit 0 only when every check holds. Read-only; no Solr."""
+    import json
+
+    from ckan.common import config
+
+    from ckanext.datagovuk.verify import run
+
+    report = run.verify(
+        config.get("sqlalchemy.url"),
+        run.SampleOptions(size=sample, seed=seed, everything=everything),
+        progress=lambda line: click.echo(line, err=True) if not as_json
+        else None, request_context=_request_context(ctx))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        click.echo(report.to_text())
+    ctx.exit(0 if report.ok else 1)
+
+
+def _request_context(ctx: click.Context):
+    """CKAN's Flask app's request context, under `ckan -c` and `paster`."""
+    from ckan.cli.cli import CtxObject
+
+    app = ctx.find_object(CtxObject)
+    return app.app._wsgi_app.test_request_context if app else None
+
+
 class ConfiguredDatabase:
     """The target database URL read from the config by ``paster``, which
     runs ``import`` without building CKAN's app (whose start-up would need
@@ -207,6 +251,9 @@ _IMPORT_OPTIONS = [
     click.option("--drop-old", is_flag=True,
                  help="With --replace: drop the old database instead of "
                       "keeping it."),
+    click.option("--wait", is_flag=True,
+                 help="If another import into the same database is running, "
+                      "wait for it to finish instead of refusing."),
     click.option("--admin-url-env", default="DATAGOVUK_PG_ADMIN_URL",
                  show_default=True, metavar="VAR",
                  help="Name of an environment variable holding a superuser "
@@ -219,7 +266,7 @@ _IMPORT_OPTIONS = [
 def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                         ssh_config, ssh_options, remote_pg_dump, keep_dump,
                         jobs, remote_format, compress, remote_tmpdir,
-                        replace, drop_old, admin_url_env):
+                        replace, drop_old, wait, admin_url_env):
     import os
 
     from ckanext.datagovuk import transfer
@@ -234,7 +281,7 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
         remote_db=remote_db, remote_pg_dump=remote_pg_dump,
         keep_dump=keep_dump, jobs=jobs, compression=compress,
         remote_format=remote_format, remote_tmpdir=remote_tmpdir,
-        replace=replace, drop_old=drop_old,
+        replace=replace, drop_old=drop_old, wait=wait,
         admin_url=admin_url,
         ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
                                 options=list(ssh_options),
@@ -417,7 +464,8 @@ def _migrate_from(ctx, source, options, plan, import_args):
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
             ssh_options, remote_pg_dump, keep_dump, jobs, remote_format,
-            compress, remote_tmpdir, replace, drop_old, admin_url_env, plan):
+            compress, remote_tmpdir, replace, drop_old, wait, admin_url_env,
+            plan):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
@@ -451,7 +499,7 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
     options = _import_options_from(
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
         remote_pg_dump, keep_dump, jobs, remote_format, compress,
-        remote_tmpdir, replace, drop_old, admin_url_env)
+        remote_tmpdir, replace, drop_old, wait, admin_url_env)
     _check_import_usage(source, options)
     if plan:
         click.echo("import would, changing nothing now:")

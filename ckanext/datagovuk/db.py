@@ -72,6 +72,21 @@ def open_connection(url: str | URL, what: str):
     return conn
 
 
+def still_open(connection) -> bool:
+    """Whether ``connection``'s session is still there (a server restart
+    ends it); one that is gone is closed."""
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+        return True
+    except psycopg2.Error:
+        try:
+            connection.close()
+        except psycopg2.Error:
+            pass
+        return False
+
+
 def query(url: str | URL, what: str, statement, params=None) -> list[tuple]:
     """Run one statement on a connection of its own; its rows.  Any
     database error is an OperatorError about ``what``."""
@@ -146,6 +161,20 @@ def create_database(url: str | URL, admin_url: str | URL | None = None,
 def quote_identifier(name: str) -> str:
     """``name`` as a double-quoted SQL identifier, for SQL built as text."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def engine_connection(url: str | URL):
+    """A NullPool engine for ``url`` and one SQLAlchemy connection of it
+    (ours alone: no pool shares it), or an OperatorError in one line."""
+    from sqlalchemy import create_engine, exc
+    from sqlalchemy.pool import NullPool
+
+    try:
+        engine = create_engine(url, poolclass=NullPool)
+        return engine, engine.connect()
+    except exc.DBAPIError as error:
+        raise OperatorError(f"cannot connect to the database "
+                            f"{safe_url(url)}: {first_line(error.orig)}")
 
 
 def first_line(error: BaseException) -> str:

@@ -13,7 +13,9 @@ One connection, one transaction, in this order:
    migrations are pending); then, while the revision tables are there,
    the history (:mod:`history`): each dataset's revisions as CKAN 2.12
    activities (not with ``history=False``) and the activity -> revision
-   mapping archived;
+   mapping archived.
+   Just before the copy, the manifest (:mod:`verify.manifest`): what
+   ``datagovuk verify`` checks the migrated database against.
 5. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);
    then the rest of the archive (:mod:`archive`): unknown tables moved to
    ``datagovuk_legacy``, the related items emptied;
@@ -37,12 +39,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from sqlalchemy import create_engine, exc, inspect
+from sqlalchemy import exc, inspect
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import (archive, db, history, preflight, runner,
                                traps, upgrade)
+from ckanext.datagovuk.verify import manifest
 from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
 # pg_advisory lock key shared by every `datagovuk migrate` ("dgumigr").
@@ -95,6 +97,8 @@ class MigrationReport:
     fixes: list[traps.AppliedFix] = field(default_factory=list)
     archive: Optional[archive.ArchiveResult] = None
     history: Optional[history.HistoryResult] = None
+    # Whether this run recorded the manifest `datagovuk verify` reads.
+    manifest: bool = False
     upgrade: Optional[upgrade.UpgradeResult] = None
     room: list[upgrade.RoomMade] = field(default_factory=list)
     analyzed: list[str] = field(default_factory=list)
@@ -235,12 +239,7 @@ def migrate(url: str, plugins: list[str], settings: dict[str, str],
     progress = progress or (lambda message: None)
     report = MigrationReport(db.safe_url(url), options)
     steps = _Steps(report, progress)
-    try:
-        engine = create_engine(url, poolclass=NullPool)
-        connection = engine.connect()
-    except exc.DBAPIError as error:
-        raise OperatorError(f"cannot connect to the database "
-                            f"{db.safe_url(url)}: {db.first_line(error.orig)}")
+    engine, connection = db.engine_connection(url)
     try:
         with sigterm_raises():
             transaction = connection.begin()
@@ -337,6 +336,10 @@ def _run(connection: Connection, report: MigrationReport,
         # upgrade drops and the tags as they were, not as the data
         # migrations leave them (they delete tags, extras with their
         # history, users with their old authorization rows).
+        with steps("manifest"):
+            report.manifest = manifest.take(
+                connection, settings, pending, archive.history_to_copy(
+                    connection, plugins, options.archive), options.archive)
         with steps("archive history"):
             report.archive = archive.copy_history(
                 connection, plugins, archive_dropped=options.archive,

@@ -239,14 +239,25 @@ def run_file(connection: Connection, migration: MigrationFile) -> list[str]:
     connection.exec_driver_sql(
         "SELECT set_config('client_min_messages', 'notice', true) "
         "WHERE current_setting('client_min_messages') IN ('warning', 'error')")
+    raw = connection.connection.dbapi_connection
+    original = raw.notices
+    collector = _NoticeCollector()
+    raw.notices = collector
+    try:
+        execute_script(connection, sql, f"migration {migration.name}")
+    finally:
+        raw.notices = original
+    return collector.items
+
+
+def execute_script(connection: Connection, sql: str, what: str) -> None:
+    """Run ``sql`` (several statements) in the caller's transaction;
+    OperatorError "``what`` failed: ..." on a database error."""
     # The file goes to psycopg2 directly, without parameters: SQLAlchemy's
     # exec_driver_sql always passes some, and psycopg2 then reads every '%'
     # (LIKE '%.csv') as a placeholder. Same DBAPI connection, so the same
     # transaction as the caller's.
     raw = connection.connection.dbapi_connection
-    original = raw.notices
-    collector = _NoticeCollector()
-    raw.notices = collector
     try:
         with raw.cursor() as cursor:
             cursor.execute(sql)
@@ -256,12 +267,8 @@ def run_file(connection: Connection, migration: MigrationFile) -> list[str]:
             # not see it (the file ran on the raw cursor): tell it, or the
             # caller's rollback fails on the dead connection and hides this.
             connection.invalidate()
-        raise OperatorError(
-            f"migration {migration.name} failed: {db.first_line(error)}"
-        ) from error
-    finally:
-        raw.notices = original
-    return collector.items
+        raise OperatorError(f"{what} failed: {db.first_line(error)}"
+                            ) from error
 
 
 def apply_pending(connection: Connection, migrations_dir: str | None = None,

@@ -18,6 +18,7 @@ Each test carries ``@pytest.mark.fault(step, fault, outcome)``; the plugin
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -720,6 +721,54 @@ def test_two_migrates_at_once(old_site, migrations_dir, pg_admin_url):
     assert result.returncode == 0, result.stderr
     assert "Data migrations: nothing to apply" in result.stdout
     assert dump_database(old_site) == before
+
+
+def import_sessions(admin_url) -> int:
+    """Imports holding or waiting for a target's lock (their connections
+    carry their application_name)."""
+    return sql(admin_url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                          "application_name LIKE %s",
+               (transfer.lock.APPLICATION_PREFIX + " %",))[0][0]
+
+
+@fault(step="concurrency", fault="a second import into the same database "
+                                 "while one runs (then one with --wait)",
+       outcome="the second refuses at once in one line naming the first's "
+               "pid and start time, target unchanged; one given --wait "
+               "waits, and once the first has ended (SIGTERM) imports the "
+               "whole site")
+def test_two_imports_into_one_target(ssh_server, source, target,
+                                     pg_admin_url, tmp_path):
+    script, marker = remote_pg_dump(tmp_path, "trickle")
+    before = dump_database(target)
+    first = start("paster", import_args(ssh_server, source,
+                                        "--remote-pg-dump", script), target)
+    wait_mid_transfer(first, marker, pg_admin_url)
+
+    started = time.monotonic()
+    second = paster_datagovuk(import_args(ssh_server, source), db_url=target)
+    message = one_line_error(second)
+    assert time.monotonic() - started < 30, "the refusal was not at once"
+    assert f"another import into the database {database_name(target)} is " \
+        f"running (pid {first.pid} on " in message
+    assert re.search(r", started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+                     message), message
+    assert "checks..." not in second.stdout
+    assert dump_database(target) == before
+
+    waiter = start("paster", import_args(ssh_server, source, "--wait"),
+                   target)
+    wait_until(lambda: import_sessions(pg_admin_url) == 2, waiter,
+               "the --wait import was waiting")
+    assert first.poll() is None
+    first.send_signal(signal.SIGTERM)
+    assert "interrupted (SIGTERM)" in one_line_error(finish(first))
+    result = finish(waiter)
+    assert result.returncode == 0, result.stderr
+    assert f"waiting for the import into {database_name(target)} already " \
+        f"running (pid {first.pid} on " in result.stdout
+    assert_imported(target, source, pg_admin_url)
+    assert import_sessions(pg_admin_url) == 0
 
 
 # --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ckanext.datagovuk.tests.conftest import ROOT
 
 PACKAGE = pathlib.Path(ROOT, "ckanext", "datagovuk")
 # Files the installed package reads at run time, beside its modules.
-PACKAGE_DATA_SUFFIXES = (".sql", ".sh", ".yaml")
+PACKAGE_DATA_SUFFIXES = (".sql", ".sh", ".yaml", ".in")
 # CKAN's own requirements bring psycopg2 (or a site's psycopg2-binary):
 # declaring either would install the module twice.
 PROVIDED_BY_CKAN = {"psycopg2"}

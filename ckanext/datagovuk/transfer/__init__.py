@@ -51,6 +51,7 @@ from typing import Callable
 from ckanext.datagovuk import workdir
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.transfer.load import Loader
+from ckanext.datagovuk.transfer.lock import TargetLock
 from ckanext.datagovuk.transfer.options import (
     DEFAULT_ADMIN_URL_ENV, DEFAULT_COMPRESSION, DEFAULT_JOBS,
     DEFAULT_REMOTE_FORMAT, DEFAULT_REMOTE_PG_DUMP, REMOTE_FORMATS,
@@ -94,6 +95,7 @@ class _Import:
         self.before_swap = before_swap
         self.phases: list[tuple[str, float]] = []
         self.children = Children()
+        self.lock = TargetLock(target_url, echo)
         self.staging = Staging(target_url, options.admin_url, echo)
         self.remote = Remote(source, options)
         self.loader = Loader(source, options, echo, self.phase, self.staging,
@@ -109,17 +111,23 @@ class _Import:
         self.echo(f"{name}: done in {seconds:.1f} s")
 
     def run(self) -> ImportResult:
-        with self.phase("checks"):
-            state = self.checks()
+        # One import per target at a time: a second refuses (or waits)
+        # before it checks or changes anything.
+        self.lock.acquire(self.options.wait)
         try:
-            result = self.load_verify_swap(state)
-        except BaseException:
+            with self.phase("checks"):
+                state = self.checks()
+            try:
+                result = self.load_verify_swap(state)
+            except BaseException:
+                with signals_ignored():
+                    self.cleanup(failed=True)
+                raise
             with signals_ignored():
-                self.cleanup(failed=True)
-            raise
-        with signals_ignored():
-            self.cleanup(failed=False)
-        return result
+                self.cleanup(failed=False)
+            return result
+        finally:
+            self.lock.release()
 
     def checks(self) -> TargetState:
         # The ssh round trip for the remote version runs while the target
@@ -154,6 +162,7 @@ class _Import:
             self.before_swap(
                 self.staging.url.render_as_string(hide_password=False))
             counts, size, pretty = self.staging.verify()
+        self.lock.reassert()
         self.staging.hold_claim()
         # Not interruptible: the operator is told exactly what happened.
         with self.phase("swap"), signals_ignored():

@@ -45,6 +45,9 @@ class ImportOptions:
     replace: bool = False
     drop_old: bool = False
     admin_url: str | None = None
+    # Wait for an import already running into the same target, instead of
+    # refusing.
+    wait: bool = False
     ssh: SshSettings = field(default_factory=SshSettings)
 
 

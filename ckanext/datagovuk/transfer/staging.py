@@ -200,15 +200,9 @@ class Staging:
         connected, as during the transfer), so that an import into the same
         target does not drop it as left by a killed one; refuse to go on
         when another import already holds it."""
-        if self.lock_connection is None:
+        if self.lock_connection is None \
+                or db.still_open(self.lock_connection):
             return
-        try:
-            with self.lock_connection.cursor() as cur:
-                cur.execute("SELECT 1")
-            return
-        except psycopg2.Error:
-            with contextlib.suppress(psycopg2.Error):
-                self.lock_connection.close()
         self.lock_connection = db.open_connection(self.maintenance,
                                                   "the database server")
         with self.lock_connection.cursor() as cur:

@@ -1,0 +1,115 @@
+"""``datagovuk verify`` through the real commands (``ckan -c`` and
+``paster``) on copies of the generated old site, migrated by the real
+``migrate``: its report, its JSON, its exit status, the API sample, and
+what it refuses."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ckanext.datagovuk.tests.conftest import (
+    ckan_datagovuk, dump_database, one_line_error, paster_datagovuk,
+    run_sql)
+
+MIGRATE = ["migrate", "--resolve-email-clash", "keep-oldest"]
+SEED = re.compile(r"API sample seed: (\d+)")
+
+
+@pytest.fixture
+def migrated(make_database, migrated_old_site_template):
+    return make_database(template=migrated_old_site_template)
+
+
+@pytest.mark.parametrize("command", [ckan_datagovuk, paster_datagovuk],
+                         ids=["ckan", "paster"])
+def test_a_clean_migration_verifies(command, migrated):
+    before = dump_database(migrated)
+    result = command(["verify", "--sample", "40"], db_url=migrated)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "every check holds" in out
+    for name in ("datasets", "dataset extras", "resources", "publishers",
+                 "users", "archive", "tags", "schema", "API sample"):
+        assert re.search(rf"^  {name}: \d+ .*: ok$", out, re.M), (name, out)
+    assert SEED.search(out)
+    # read-only
+    assert dump_database(migrated) == before
+
+
+def test_json_has_ok_steps_error_and_differences(migrated):
+    run_sql(migrated, "UPDATE \"user\" SET sysadmin = true "
+                      "WHERE name = 'harvest'")
+    result = ckan_datagovuk(["verify", "--json", "--sample", "5",
+                             "--seed", "7"], db_url=migrated)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["error"] is None
+    assert report["seed"] == 7
+    steps = {step["name"]: step for step in report["steps"]}
+    assert steps["users"]["result"] == "failed"
+    assert steps["datasets"]["result"] == "ok"
+    assert {"check": "users", "subject": "user harvest",
+            "field": "sysadmin", "expected": False,
+            "found": True} in report["differences"]
+
+
+def test_the_same_seed_asks_for_the_same_sample(migrated):
+    outputs = [ckan_datagovuk(["verify", "--sample", "3", "--seed", "11"],
+                              db_url=migrated).stdout for _ in range(2)]
+    assert "API sample seed: 11" in outputs[0]
+    assert outputs[0].split("\n", 1)[1] == outputs[1].split("\n", 1)[1]
+
+
+def test_a_dataset_ckan_cannot_serve_fails_the_api_sample(migrated):
+    # The resource's extras column is JSON that CKAN reads when it serves
+    # the dataset; no database check compares it.
+    name = run_sql(migrated, """
+        UPDATE resource r SET extras = '{broken' FROM package p
+        WHERE p.id = r.package_id AND r.state = 'active' AND p.name = (
+            SELECT p2.name FROM package p2 JOIN resource r2
+            ON r2.package_id = p2.id WHERE r2.state = 'active'
+            AND p2.state = 'active' ORDER BY p2.name LIMIT 1)
+        RETURNING p.name""")[0][0]
+    result = ckan_datagovuk(["verify", "--all"], db_url=migrated)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines()
+             if "FAILED" in line and line.startswith("  ")]
+    assert len(lines) == 1 and "API sample" in lines[0], result.stdout
+    assert f"dataset {name}: package_show: expected 'served'" in \
+        result.stdout
+
+
+@pytest.mark.parametrize("command", [ckan_datagovuk, paster_datagovuk],
+                         ids=["ckan", "paster"])
+def test_a_database_without_a_manifest_is_refused(command, old_site):
+    result = command(["verify"], db_url=old_site)
+    assert result.returncode == 1
+    assert "no manifest" in one_line_error(result)
+
+
+def test_after_no_data_migrations_everything_is_expected_unchanged(
+        old_site):
+    result = ckan_datagovuk(MIGRATE + ["--no-data-migrations"],
+                            db_url=old_site)
+    assert result.returncode == 0, result.stderr
+    result = ckan_datagovuk(["verify", "--sample", "20"], db_url=old_site)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tags: skipped (the data migration did not run" in result.stdout
+    # what 001 would have done is now a difference
+    run_sql(old_site, "UPDATE package SET extras = extras || jsonb_build_"
+                      "object('theme-primary', 'society') WHERE extras "
+                      "->> 'theme-primary' = 'Society'")
+    result = ckan_datagovuk(["verify", "--sample", "0"], db_url=old_site)
+    assert result.returncode == 1
+    assert re.search(r"dataset extras: .*FAILED.*extra theme-primary: "
+                     r"expected 'Society', found 'society'", result.stdout)
+
+
+def test_after_no_archive_the_archive_check_is_skipped(old_site):
+    result = ckan_datagovuk(MIGRATE + ["--no-archive"], db_url=old_site)
+    assert result.returncode == 0, result.stderr
+    result = ckan_datagovuk(["verify", "--sample", "10"], db_url=old_site)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "  archive: skipped (migrated with --no-archive)" in result.stdout

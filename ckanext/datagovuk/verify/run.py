@@ -1,0 +1,145 @@
+"""``datagovuk verify``: the migrated database against its manifest.
+
+One read-only transaction on a connection of our own runs every check of
+:data:`checks.REGISTRY`; then, unless told not to, CKAN's own API is asked
+for a sample (:mod:`api_sample`).  Nothing is written.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from sqlalchemy import exc
+
+from ckanext.datagovuk import db
+from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.verify import checks, manifest, rules
+
+DEFAULT_SAMPLE = 1000
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SampleOptions:
+    size: int = DEFAULT_SAMPLE
+    seed: Optional[int] = None
+    everything: bool = False       # --all
+    api: bool = True               # False: the database checks only
+
+
+@dataclass
+class VerifyReport:
+    database: str
+    seed: Optional[int] = None
+    steps: list[checks.CheckResult] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(step.ok for step in self.steps)
+
+    @property
+    def differences(self) -> list[checks.Difference]:
+        return [d for step in self.steps for d in step.first]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "database": self.database, "seed": self.seed,
+                "error": self.error,
+                "steps": [{"name": s.name, "what": s.what,
+                           "compared": s.compared, "result": s.result,
+                           "reason": s.reason, "differences": s.differences}
+                          for s in self.steps],
+                "differences": [{"check": s.name, **vars(d)}
+                                for s in self.steps for d in s.first]}
+
+    def to_text(self) -> str:
+        lines = [f"Verification of {self.database}: "
+                 + ("every check holds" if self.ok else "FAILED")]
+        if self.seed is not None:
+            lines.append(f"  API sample seed: {self.seed} (--seed "
+                         f"{self.seed} asks for the same sample)")
+        lines += [f"  {step.line()}" for step in self.steps]
+        failed = [step for step in self.steps if not step.ok]
+        if failed:
+            lines.append("First differences (subject: field: expected, "
+                         "found):")
+            lines += [f"  [{step.name}] {d}" for step in failed
+                      for d in step.first]
+        return "\n".join(lines)
+
+
+def _migrated(connection, found: manifest.Manifest) -> bool:
+    """Whether 001 ran on the manifest's data (pending then, applied and
+    not skipped since)."""
+    if rules.DATA_MIGRATION not in found.pending:
+        return False
+    return bool(connection.exec_driver_sql(
+        "SELECT NOT skipped FROM datagovuk.applied_migrations "
+        "WHERE filename = %(name)s", {"name": rules.DATA_MIGRATION}).scalar())
+
+
+def _promoted(connection) -> frozenset[str]:
+    if not connection.exec_driver_sql(
+            "SELECT to_regclass('datagovuk.promotions') IS NOT NULL").scalar():
+        return frozenset()
+    return frozenset(connection.exec_driver_sql(
+        "SELECT user_id FROM datagovuk.promotions").scalars())
+
+
+def _require_upgraded(connection) -> None:
+    if not connection.exec_driver_sql(
+            "SELECT to_regclass('public.alembic_version') IS NOT NULL"
+    ).scalar():
+        raise OperatorError(
+            "this database has not been upgraded yet (no alembic_version: "
+            "migrate --skip-upgrade?): verify checks a migrated database")
+
+
+def database_checks(connection, report: VerifyReport,
+                    progress: Progress) -> checks.Context:
+    """Every check of the registry on ``connection`` (in the caller's
+    transaction); the context, for the API sample."""
+    found = manifest.load(connection)
+    _require_upgraded(connection)
+    ctx = checks.Context(connection, found, _migrated(connection, found),
+                         _promoted(connection))
+    for check in checks.REGISTRY:
+        report.steps.append(checks.run(check, ctx))
+        progress(report.steps[-1].line())
+    return ctx
+
+
+def verify(url: str, sample: Optional[SampleOptions] = None,
+           progress: Optional[Progress] = None,
+           request_context: Optional[Callable] = None) -> VerifyReport:
+    """Verify the database at ``url``; raises OperatorError (one line)
+    when it cannot be verified at all (no manifest, no connection).  The
+    API sample asks CKAN's model, which must be bound to ``url``, inside
+    ``request_context()`` (CKAN's actions need a request)."""
+    sample = sample or SampleOptions()
+    progress = progress or (lambda message: None)
+    report = VerifyReport(db.safe_url(url))
+    engine, connection = db.engine_connection(url)
+    try:
+        with connection.begin() as transaction:
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            ctx = database_checks(connection, report, progress)
+            if sample.api:
+                from ckanext.datagovuk.verify import api_sample
+
+                report.seed = sample.seed if sample.seed is not None \
+                    else random.SystemRandom().randrange(1 << 31)
+                progress(f"API sample (seed {report.seed}) ...")
+                with (request_context or contextlib.nullcontext)():
+                    report.steps.append(api_sample.check(
+                        ctx, sample.size, report.seed, sample.everything))
+                progress(report.steps[-1].line())
+            transaction.rollback()
+    except exc.DBAPIError as error:
+        raise OperatorError(f"verify failed: {db.first_line(error.orig)}")
+    finally:
+        connection.close()
+        engine.dispose()
+    return report
