@@ -11,18 +11,16 @@ import json
 import os
 import re
 import textwrap
-import time
 
 import pytest
 
-from ckanext.datagovuk import db, migrate, runner
+from ckanext.datagovuk import db
 from ckanext.datagovuk.testing import historysite as site
 from ckanext.datagovuk.testing import oldsite
 from ckanext.datagovuk.tests.conftest import (
     TEST_INI, dump_database, run_command)
 from ckanext.datagovuk.tests.conftest import run_sql as query
 
-PLUGINS = ["activity"]
 REVISIONS = len(site.STATES)
 
 
@@ -36,25 +34,33 @@ def build_site(url: str, version: int = 71) -> None:
         connection.close()
 
 
-def run_migrate(url: str, **options) -> migrate.MigrationReport:
-    return migrate.migrate(url, PLUGINS, runner.settings_from_config(),
-                           migrate.MigrationOptions(**options))
+def activity_ini(directory) -> str:
+    """test.ini with the activity plugin enabled."""
+    lines = [line for line in open(TEST_INI).read().splitlines()
+             if not line.startswith("ckan.plugins")]
+    at = lines.index("[app:main]") + 1
+    lines.insert(at, "ckan.plugins = activity")
+    path = os.path.join(str(directory), "activity.ini")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
 
 
-def migrate_in_zone(url: str, zone: str | None) -> migrate.MigrationReport:
-    """migrate with the process's local time zone set to ``zone``."""
-    saved = os.environ.get("TZ")
-    try:
-        if zone:
-            os.environ["TZ"] = zone
-            time.tzset()
-        return run_migrate(url)
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
+@pytest.fixture(scope="module")
+def ini(tmp_path_factory) -> str:
+    return activity_ini(tmp_path_factory.mktemp("history"))
+
+
+def run_migrate(ini: str, url: str, *args: str,
+                zone: str | None = None) -> dict:
+    """``ckan datagovuk migrate --json`` with the activity plugin, in a
+    process of its own (its local time zone ``zone``); the report."""
+    result = run_command(
+        ["ckan", "-c", ini, "datagovuk", "migrate", "--json",
+         "--resolve-email-clash", "keep-oldest", *args], db_url=url,
+        env={"TZ": zone} if zone else None)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
 
 
 READ_SCRIPT = textwrap.dedent("""
@@ -103,7 +109,7 @@ def read_back(url: str) -> dict:
 
 
 @pytest.fixture(scope="module", params=["UTC", "process TZ", "server TZ"])
-def migrated(request, make_module_database, pg_admin_url):
+def migrated(request, make_module_database, pg_admin_url, ini):
     """The history site after migrate: plainly; with the migrate process in
     Europe/London; with the PostgreSQL server's time zone Europe/London."""
     url = make_module_database()
@@ -112,8 +118,9 @@ def migrated(request, make_module_database, pg_admin_url):
         name = db.parse(url).database
         query(pg_admin_url.rsplit("/", 1)[0] + "/postgres",
               f"ALTER DATABASE \"{name}\" SET timezone = 'Europe/London'")
-    report = migrate_in_zone(
-        url, "Europe/London" if request.param == "process TZ" else None)
+    report = run_migrate(
+        ini, url, zone="Europe/London" if request.param == "process TZ"
+        else None)
     return {"url": url, "report": report, "read": read_back(url)}
 
 
@@ -123,14 +130,11 @@ def users(url: str) -> dict:
 
 
 def test_report_counts_completed_added_and_left(migrated):
-    history = migrated["report"].history
-    assert history.revisions == REVISIONS and history.datasets == 1
-    assert (history.completed, history.added) == (REVISIONS - 1, 1)
-    assert history.left == {}
-    assert history.mapping_archived == REVISIONS
-    text = migrated["report"].to_text()
-    assert f"{REVISIONS - 1} of CKAN 2.2's activities completed, 1 added, " \
-           "0 left" in text
+    history = migrated["report"]["history"]
+    assert history["revisions"] == REVISIONS and history["datasets"] == 1
+    assert (history["completed"], history["added"]) == (REVISIONS - 1, 1)
+    assert history["left"] == {}
+    assert history["mapping_archived"] == REVISIONS
 
 
 def test_one_activity_per_revision_with_its_time_and_ids(migrated):
@@ -265,10 +269,10 @@ def test_mapping_archived_before_093(migrated):
          else "completed") for n in range(REVISIONS)}
 
 
-def test_rerun_changes_nothing(migrated):
+def test_rerun_changes_nothing(migrated, ini):
     url = migrated["url"]
     before = dump_database(url, "--data-only")
-    run_migrate(url)
+    run_migrate(ini, url)
     assert dump_database(url, "--data-only") == before
 
 
@@ -279,17 +283,17 @@ def history_site(make_database):
     return url
 
 
-def test_dry_run_leaves_everything(history_site):
+def test_dry_run_leaves_everything(history_site, ini):
     before = dump_database(history_site)
-    report = run_migrate(history_site, dry_run=True)
-    assert report.history.added == 1
+    report = run_migrate(ini, history_site, "--dry-run")
+    assert report["history"]["added"] == 1
     assert dump_database(history_site) == before
 
 
 def test_no_history_leaves_the_activities_and_archives_the_mapping(
-        history_site):
-    report = run_migrate(history_site, history=False)
-    assert report.history.skipped
+        history_site, ini):
+    report = run_migrate(ini, history_site, "--no-history")
+    assert report["history"]["skipped"]
     datas = query(history_site, "SELECT data FROM activity "
                                 "WHERE object_id = %s", (site.DATASET_ID,))
     assert len(datas) == REVISIONS - 1
@@ -301,13 +305,11 @@ def test_no_history_leaves_the_activities_and_archives_the_mapping(
 
 
 def test_from_legacy_74_resources_reach_their_dataset_directly(
-        make_database):
+        make_database, ini):
     url = make_database()
     build_site(url, version=74)
-    report = migrate.migrate(url, PLUGINS, runner.settings_from_config(),
-                             migrate.MigrationOptions(data_migrations=False))
-    assert (report.history.completed, report.history.added) == \
-        (REVISIONS - 1, 1)
+    history = run_migrate(ini, url, "--no-data-migrations")["history"]
+    assert (history["completed"], history["added"]) == (REVISIONS - 1, 1)
     rows = query(url, "SELECT data FROM activity WHERE object_id = %s "
                       "ORDER BY timestamp", (site.DATASET_ID,))
     resources = [[r["id"] for r in json.loads(d)["package"]["resources"]]
