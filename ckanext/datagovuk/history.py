@@ -54,6 +54,9 @@ class HistoryResult:
     mapping_archived: int = 0
     actors_deleted: int = 0
     actors_renamed: int = 0
+    # Activities of deleted users left pointing at them: no user has the
+    # new site's name (ckan.site_id) yet.
+    actors_unmapped: int = 0
     timestamps_restored: int = 0
     skipped: str = ""
     seconds: float = 0.0
@@ -159,9 +162,13 @@ def map_actors(connection: Connection, result: HistoryResult) -> None:
     """After the data migrations: actors deleted -> the site user, renamed
     -> their new name."""
     _run_sql(connection, "actors.sql")
-    result.actors_deleted = _scalar(
-        connection, "SELECT count(*) FROM datagovuk_h_actor_change "
-        "WHERE new_name IS NULL")
+    deleted = _scalar(connection, "SELECT count(*) FROM "
+                      "datagovuk_h_actor_change WHERE new_name IS NULL")
+    if _scalar(connection, 'SELECT count(*) FROM "user" WHERE name = '
+               "current_setting('datagovuk.site_user', true)"):
+        result.actors_deleted = deleted
+    else:
+        result.actors_unmapped = deleted
     result.actors_renamed = _scalar(
         connection, "SELECT count(*) FROM datagovuk_h_actor_change "
         "WHERE new_name IS NOT NULL")

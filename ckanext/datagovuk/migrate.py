@@ -510,6 +510,10 @@ def _history_lines(result: Optional[history.HistoryResult]) -> list[str]:
         lines.append(f"  actors: {result.actors_deleted} activities of "
                      "deleted users moved to the site user (old name kept), "
                      f"{result.actors_renamed} of renamed users renamed")
+        if result.actors_unmapped:
+            lines.append(f"  left {result.actors_unmapped} activities of "
+                         "deleted users pointing at them: no user is named "
+                         "as the new site (ckan.site_id) yet")
     if result.mapping_archived:
         lines.append(f"  activity -> revision mapping of "
                      f"{result.mapping_archived} activities archived in "
