@@ -334,6 +334,11 @@ def _check_import_usage(source_text: str, options) -> None:
                   "version 1 to 89: CKAN before 2.9) or an older alembic "
                   "one, still with the archive, the trap fixes and one "
                   "transaction.")
+@click.option("--no-history", is_flag=True,
+              help="Do not turn the old revisions into activities (by "
+                  "default each dataset's revisions become activities that "
+                  "\"View this version\" and \"Changes\" show); the "
+                  "activity -> revision mapping is still archived.")
 @click.option("--migrations-dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of NNN_*.sql data migrations (default: the ones "
                   "shipped with ckanext-datagovuk).")
@@ -360,7 +365,7 @@ def _check_import_usage(source_text: str, options) -> None:
 @import_options
 @click.pass_context
 def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
-            migrations_dir, resolve_email_clash, as_json, source, plan,
+            no_history, migrations_dir, resolve_email_clash, as_json, source, plan,
             **import_args):
     """Turn the imported old-site (CKAN 2.2; with --no-data-migrations any
     legacy CKAN) database into one this CKAN runs on, in ONE transaction on
@@ -373,7 +378,10 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
     2. (not with --skip-upgrade) rewrite package and resource with free
        space in each page, so the upgrade's whole-table updates skip their
        indexes (VACUUM FULL them later to give the space back);
-    3. the pending data migrations (001_bytemark_to_govuk.sql: tags, extras,
+    3. (not with --no-history) each dataset's old revisions become
+       activities that "View this version" and "Changes" show;
+       the activity -> revision mapping is archived; then
+       the pending data migrations (001_bytemark_to_govuk.sql: tags, extras,
        organogram resources, non-publishing users, sysadmin demotion, user
        names, harvest sources), recorded in datagovuk.applied_migrations
        (with --no-data-migrations: recorded as skipped, not run);
@@ -398,7 +406,7 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
     options = migration.MigrationOptions(
         dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
         migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash,
-        data_migrations=not no_data_migrations)
+        data_migrations=not no_data_migrations, history=not no_history)
     if no_data_migrations and skip_upgrade:
         raise click.UsageError("--no-data-migrations with --skip-upgrade "
                                "would do nothing: give one of them")

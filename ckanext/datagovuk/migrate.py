@@ -10,15 +10,19 @@ One connection, one transaction, in this order:
 4. the archive's copy (:func:`archive.copy_history`): the tables CKAN's
    upgrade drops and the tags copied to ``datagovuk_legacy`` as they are
    before anything changes (also with ``skip_upgrade`` when data
-   migrations are pending);
-   Just before it, the manifest (:mod:`verify.manifest`): what
+   migrations are pending); then, while the revision tables are there,
+   the history (:mod:`history`): each dataset's revisions as CKAN 2.12
+   activities (not with ``history=False``) and the activity -> revision
+   mapping archived.
+   Just before the copy, the manifest (:mod:`verify.manifest`): what
    ``datagovuk verify`` checks the migrated database against.
 5. the pending data migrations (:mod:`runner`, ``migrations/NNN_*.sql``);
    then the rest of the archive (:mod:`archive`): unknown tables moved to
    ``datagovuk_legacy``, the related items emptied;
 6. the fixes for the traps of CKAN's upgrade (:mod:`traps`);
 7. CKAN's core upgrade with the resource-link fix, then the enabled plugins'
-   migrations (:mod:`upgrade`);
+   migrations (:mod:`upgrade`); the converted activities' timestamps put
+   back where CKAN's 085 moved them;
 
 then a commit, or a rollback on any error, Ctrl-C or SIGTERM: the database,
 ledger included, is then exactly as before.  ``dry_run`` rolls back at the
@@ -38,7 +42,8 @@ from typing import Any, Callable, Optional
 from sqlalchemy import exc, inspect
 from sqlalchemy.engine import Connection
 
-from ckanext.datagovuk import archive, db, preflight, runner, traps, upgrade
+from ckanext.datagovuk import (archive, db, history, preflight, runner,
+                               traps, upgrade)
 from ckanext.datagovuk.verify import manifest
 from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
@@ -70,6 +75,9 @@ class MigrationOptions:
     # False (--no-data-migrations): the pending data migrations are
     # recorded as skipped, not run; any legacy CKAN can then be upgraded.
     data_migrations: bool = True
+    # False (--no-history): the old revisions are not turned into
+    # activities (the activity -> revision mapping is still archived).
+    history: bool = True
 
 
 @dataclass
@@ -88,6 +96,7 @@ class MigrationReport:
     traps: list[traps.Trap] = field(default_factory=list)
     fixes: list[traps.AppliedFix] = field(default_factory=list)
     archive: Optional[archive.ArchiveResult] = None
+    history: Optional[history.HistoryResult] = None
     # Whether this run recorded the manifest `datagovuk verify` reads.
     manifest: bool = False
     upgrade: Optional[upgrade.UpgradeResult] = None
@@ -335,6 +344,7 @@ def _run(connection: Connection, report: MigrationReport,
             report.archive = archive.copy_history(
                 connection, plugins, archive_dropped=options.archive,
                 progress=progress)
+        _history(connection, report, settings, options, steps, progress)
 
     with steps("data migrations"):
         if options.data_migrations:
@@ -348,6 +358,8 @@ def _run(connection: Connection, report: MigrationReport,
         report.demoted = sorted(
             (name, user_id) for user_id, name in demoted_after.items()
             if user_id not in demoted_before)
+        if report.history and not report.history.skipped:
+            history.map_actors(connection, report.history)
 
     if not options.skip_upgrade:
         # Before the fixes: the tables CKAN does not know leave public, the
@@ -362,6 +374,9 @@ def _run(connection: Connection, report: MigrationReport,
         with steps("schema upgrade"):
             report.upgrade = upgrade.upgrade(connection, plugins, progress)
             upgrade.reset_room(connection, report.room)
+            if report.upgrade.revisions and report.history:
+                report.history.timestamps_restored = \
+                    history.restore_timestamps(connection)
     report.schema_after = upgrade.describe_version(connection)
     report.counts_after = counts(connection)
     report.next_steps = list(NEXT_STEPS)
@@ -375,6 +390,25 @@ def _run(connection: Connection, report: MigrationReport,
         report.next_steps.insert(
             0, "run `datagovuk migrate` again without --skip-upgrade to "
             "upgrade the schema")
+
+
+def _history(connection: Connection, report: MigrationReport,
+             settings: dict[str, str], options: MigrationOptions,
+             steps: _Steps, progress: Progress) -> None:
+    """The old revisions as activities (unless --no-history), and the
+    activity -> revision mapping archived, while the revision tables and
+    activity.revision_id are still there."""
+    if not history.has_revisions(connection):
+        return
+    with steps("history"):
+        if options.history:
+            report.history = history.rebuild(connection, settings, progress)
+        else:
+            report.history = history.HistoryResult(
+                skipped="--no-history: no revision turned into an activity")
+        if options.archive:
+            history.archive_mapping(connection, report.history,
+                                    converted=options.history)
 
 
 # The report ----------------------------------------------------------------
@@ -436,6 +470,7 @@ def format_report(report: MigrationReport) -> str:
         lines.append("Archived: nothing" + (
             " (--no-archive: tables CKAN's upgrade drops were not copied)"
             if not report.options.archive else ""))
+    lines.extend(_history_lines(report.history))
     if report.upgrade:
         result = report.upgrade
         legacy = re.match(r"legacy (\d+)$", report.schema_before)
@@ -458,6 +493,32 @@ def format_report(report: MigrationReport) -> str:
         lines.append("Next steps:")
         lines.extend(f"  - {step}" for step in report.next_steps)
     return "\n".join(lines)
+
+
+def _history_lines(result: Optional[history.HistoryResult]) -> list[str]:
+    if result is None:
+        return []
+    if result.skipped:
+        lines = [f"History: {result.skipped}"]
+    else:
+        lines = [f"History: {result.revisions} revisions of {result.datasets} "
+                 f"datasets as activities in {result.seconds:.1f} s: "
+                 f"{result.completed} of CKAN 2.2's activities completed, "
+                 f"{result.added} added, {sum(result.left.values())} left"]
+        lines.extend(f"  left {count}: {reason}"
+                     for reason, count in result.left.items())
+        lines.append(f"  actors: {result.actors_deleted} activities of "
+                     "deleted users moved to the site user (old name kept), "
+                     f"{result.actors_renamed} of renamed users renamed")
+        if result.actors_unmapped:
+            lines.append(f"  left {result.actors_unmapped} activities of "
+                         "deleted users pointing at them: no user is named "
+                         "as the new site (ckan.site_id) yet")
+    if result.mapping_archived:
+        lines.append(f"  activity -> revision mapping of "
+                     f"{result.mapping_archived} activities archived in "
+                     "datagovuk_legacy.activity_revision")
+    return lines
 
 
 def migrate_from_config(options: MigrationOptions,

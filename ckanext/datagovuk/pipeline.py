@@ -110,6 +110,9 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
         m.name for m in runner.discover(migration_options.migrations_dir))
     steps.append("2. in the staging database, in one transaction: the "
                  "archive's copy of the history to datagovuk_legacy, "
+                 + ("each dataset's old revisions as activities, "
+                    if migration_options.history else
+                    "no revisions turned into activities (--no-history), ")
                  + (f"the data migrations {migrations or '(none)'}"
                     if migration_options.data_migrations else
                     f"no data migrations ({migrations or 'none'} recorded "

@@ -90,6 +90,20 @@ def test_plan_shows_the_commands_and_changes_nothing(ini, ssh_server, source,
     assert leftovers(pg_admin_url, database_name(target)) == []
 
 
+def test_plan_says_whether_the_history_becomes_activities(
+        ini, ssh_server, source, make_database):
+    target = make_database()
+    converted = paster_migrate_from(ini, ssh_server, source, target, "--plan",
+                                    "--resolve-email-clash", "keep-oldest")
+    skipped = paster_migrate_from(ini, ssh_server, source, target, "--plan",
+                                  "--no-history", "--resolve-email-clash",
+                                  "keep-oldest")
+    assert converted.returncode == 0 and skipped.returncode == 0
+    assert "old revisions as activities" in converted.stdout
+    assert "(--no-history)" in skipped.stdout
+    assert "old revisions as activities" not in skipped.stdout
+
+
 def test_a_decision_is_found_before_anything_is_transferred(
         ini, ssh_server, source, make_database, pg_admin_url, tmp_path):
     # The generated site has two kept users sharing an email (and a pair
