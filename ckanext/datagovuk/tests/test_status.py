@@ -5,7 +5,9 @@ command: a generated old site before the migration, after ``migrate
 --skip-upgrade``, after the full ``migrate`` and after ``promote
 --demoted``.  Exact counts, checksums and plugin migrations are checked by
 calling ``status.collect`` in this process on databases built with SQL (a
-CKAN command costs seconds to start).  Nothing here needs Solr.
+CKAN command costs seconds to start).  The search index's count is read
+from the session's Solr core, or from a private one where a reindex swaps
+its live core.
 """
 from __future__ import annotations
 
@@ -173,8 +175,11 @@ def test_after_promotion(journey):
     assert state["demotions_recorded"] is True
     assert state["demoted_not_promoted"] == []
     assert state["counts"]["sysadmins"] == len(journey["demoted"])
-    assert state["next"] == "search-index rebuild"
-    assert state["next_command"] == f"ckan -c {TEST_INI} search-index rebuild"
+    # The session's Solr core holds none of this database's datasets.
+    assert state["search_index"]["datasets"] > 0
+    assert state["search_index"]["indexed"] != state["search_index"]["datasets"]
+    assert state["next"] == "reindex"
+    assert state["next_command"] == f"ckan -c {TEST_INI} datagovuk reindex"
 
 
 def test_an_empty_database_needs_an_import(make_database):
@@ -287,14 +292,18 @@ def test_applied_pending_and_changed_files(head_site, tmp_path):
     assert "FILE CHANGED SINCE" in status.format_text(state)
 
 
-def test_a_head_database_with_everything_applied_is_done(head_site):
+def test_a_head_database_with_everything_applied_is_done(head_site,
+                                                        clean_index):
     ledger(head_site, [(m.name, m.checksum) for m in runner.discover()])
 
     state = collect(head_site)
 
     assert state["data_migrations"]["pending"] == []
     assert state["demotions_recorded"] is False
-    assert state["next"] == "search-index rebuild"
+    assert state["search_index"] == {"datasets": 0, "indexed": 0,
+                                     "problem": None}
+    assert state["next"] is None
+    assert "search index holds its 0 datasets" in state["next_reason"]
 
 
 @pytest.mark.ckan_config("ckan.plugins", "activity")
@@ -425,7 +434,7 @@ STATES = {
     "new_site_never_migrated": status.NO_DATA_MIGRATIONS,
     "changed_ledger": None,
     "migrated": "promote --demoted",
-    "promoted": "search-index rebuild",
+    "promoted": "reindex",
 }
 
 
@@ -456,8 +465,8 @@ def test_the_recommended_command_succeeds(request, state_name, old_site_dump):
         return
     assert state["next_command"] == status.command_line(state["next"],
                                                         TEST_INI)
-    if state["next"] == "search-index rebuild":
-        return          # needs Solr, which the harness does not have yet
+    if state["next"] == "reindex":
+        return  # it would swap the session's core: see test_status_of_the_index
     result = run_recommended(state["next_command"], url, old_site_dump)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -493,3 +502,40 @@ def test_status_tells_whether_the_data_migrations_apply(request):
     assert "CKAN 2.2's tables, which this CKAN database at legacy " \
         "sqlalchemy-migrate version 82" in legacy["next_reason"]
     assert "--no-data-migrations skips them" in status.format_text(legacy)
+
+
+def status_json(url: str, solr) -> dict:
+    result = run_command(["ckan", "-c", TEST_INI, "datagovuk", "status",
+                          "--json"], db_url=url,
+                         env={"CKAN_SOLR_URL": solr.core_url()})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_status_of_the_index_names_reindex_until_it_holds_every_dataset(
+        make_database, migrated_old_site_template):
+    """A private Solr: the reindex swaps its live core."""
+    from ckanext.datagovuk.testing import localsolr
+
+    url = make_database(template=migrated_old_site_template)
+    # CKAN's own indexer fails on datasets with a relationship.
+    execute(url, "DELETE FROM package_relationship")
+    run_command(["ckan", "-c", TEST_INI, "datagovuk", "promote",
+                 "--demoted"], db_url=url)
+    with localsolr.start() as solr:
+        before = status_json(url, solr)
+        result = run_command(["ckan", "-c", TEST_INI, "datagovuk", "reindex"],
+                             db_url=url, env={"CKAN_SOLR_URL": solr.core_url()})
+        assert result.returncode == 0, result.stderr
+        after = status_json(url, solr)
+        solr.stop()
+        down = status_json(url, solr)
+
+    datasets = before["search_index"]["datasets"]
+    assert datasets > 100
+    assert before["search_index"]["indexed"] == 0
+    assert before["next_command"] == f"ckan -c {TEST_INI} datagovuk reindex"
+    assert after["search_index"]["indexed"] == datasets
+    assert after["next"] is None
+    assert "unreachable" in down["search_index"]["problem"]
+    assert down["next"] == "reindex"
