@@ -262,7 +262,8 @@ _IMPORT_OPTIONS = [
                       "old one is renamed to <db>__before_import_<UTC time>."),
     click.option("--drop-old", is_flag=True,
                  help="With --replace: drop the old database instead of "
-                      "keeping it."),
+                      "keeping it (with migrate --from, the previous search "
+                      "core too)."),
     click.option("--wait", is_flag=True,
                  help="If another import into the same database is running, "
                       "wait for it to finish instead of refusing."),
@@ -362,11 +363,15 @@ def _check_import_usage(source_text: str, options) -> None:
               help="With --from: print each step and the exact ssh, pg_dump "
                    "and pg_restore command lines (passwords hidden), and "
                    "change nothing.")
+@click.option("--no-reindex", is_flag=True,
+              help="With --from: do not build the staging database's search "
+                   "index into a new Solr core (swapped in with the "
+                   "database); for sites indexed elsewhere.")
 @import_options
 @click.pass_context
 def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
-            no_history, migrations_dir, resolve_email_clash, as_json, source, plan,
-            **import_args):
+            no_history, migrations_dir, resolve_email_clash, as_json, source,
+            plan, no_reindex, **import_args):
     """Turn the imported old-site (CKAN 2.2; with --no-data-migrations any
     legacy CKAN) database into one this CKAN runs on, in ONE transaction on
     the configured database:
@@ -397,7 +402,8 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
     ckan.plugins as the site will run (their migrations run too). Settings:
     ckanext.datagovuk.keep_sysadmins, ckanext.datagovuk.organogram_base_url,
     ckan.site_id. Afterwards: `datagovuk promote --demoted` and
-    `ckan search-index rebuild`.
+    `datagovuk reindex` (with --from the search index is built in the
+    staging database's run and swapped in with it, unless --no-reindex).
     """
     import json
 
@@ -417,8 +423,11 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
     if source and dry_run:
         raise click.UsageError("--dry-run does not go with --from: --plan "
                                "shows what it would do")
+    if no_reindex and not source:
+        raise click.UsageError("--no-reindex goes with --from")
     if source:
-        _migrate_from(ctx, source, options, plan, import_args)
+        _migrate_from(ctx, source, options, plan, import_args,
+                      search_index=not no_reindex)
         return
     given = [f"--{name.replace('_', '-')}" for name in import_args
              if ctx.get_parameter_source(name)
@@ -443,7 +452,8 @@ def _configured_url(ctx) -> str:
     return configured.url if configured else config.get("sqlalchemy.url")
 
 
-def _migrate_from(ctx, source, options, plan, import_args):
+def _migrate_from(ctx, source, options, plan, import_args,
+                  search_index=True):
     from ckan.common import config
 
     from ckanext.datagovuk import pipeline
@@ -465,7 +475,7 @@ def _migrate_from(ctx, source, options, plan, import_args):
     target_url = _import_target_url(ctx)
     report = pipeline.migrate_from(source, target_url, import_options_,
                                    options, list(plugins), config,
-                                   echo=click.echo)
+                                   echo=click.echo, search_index=search_index)
     click.echo(report.to_text())
 
 

@@ -10,7 +10,9 @@ reaches that code and how the documents leave it:
   one query, and each of the queries ``package_dictize`` makes per dataset
   (resources, tags, groups, organization, relationships) is made once for
   the chunk; ``package_dictize`` then gets each dataset's rows from those
-  (``BatchedReads``).  A query not recognised runs as CKAN wrote it;
+  (``BatchedReads``), and so is the show schema's check that no other
+  dataset has the name (``NameChecks``).  A query not recognised runs as
+  CKAN wrote it;
 * the dataset dict is validated once when no plugin changes the show
   schema (CKAN validates it twice, with two equal schemas);
 * documents are collected and sent to the new core in batches
@@ -138,6 +140,68 @@ class BatchedReads:
         return self.session.execute(query)
 
 
+class NameChecks:
+    """Answers the query of CKAN's ``package_name_validator`` (is the
+    name taken by another dataset?) for a chunk of datasets from one
+    query, through SQLAlchemy's ``do_orm_execute`` hook: the first such
+    query runs, and its result, with the answer put in, serves the rest.
+    A query not recognised runs as CKAN wrote it."""
+
+    def __init__(self, session, packages: list):
+        from ckan import model
+        from sqlalchemy import select
+
+        self.session = session
+        table = model.package_table
+        taken: dict[str, list[str]] = {}
+        names = [package.name for package in packages]
+        for name, dataset_id in session.execute(select(
+                table.c["name"], table.c["id"]).where(
+                table.c["name"].in_(names), table.c["state"] != "deleted")):
+            taken.setdefault(name, []).append(dataset_id)
+        self.taken = taken
+        shape = self._shape()._generate_cache_key()
+        values = [bind.value for bind in shape.bindparams]
+        self.key = shape.key
+        self.name_at = values.index(_SENTINEL)
+        self.id_at = values.index(_SENTINEL + "-id")
+        self.frozen = None
+
+    def _shape(self):
+        """The statement ``package_name_validator`` runs."""
+        from ckan import model
+
+        query = self.session.query(model.Package.id).filter(
+            model.Package.name == _SENTINEL,
+            model.Package.state != model.State.DELETED).filter(
+            model.Package.id != _SENTINEL + "-id")
+        return self.session.query(query.exists())._statement_20()
+
+    def __call__(self, state):
+        cache_key = state.statement._generate_cache_key()
+        if cache_key is None or cache_key.key != self.key:
+            return None
+        binds = cache_key.bindparams
+        name = binds[self.name_at].effective_value
+        if name not in self.taken:
+            return None
+        if self.frozen is None:
+            self.frozen = state.invoke_statement().freeze()
+        other = any(dataset_id != binds[self.id_at].effective_value
+                    for dataset_id in self.taken[name])
+        return self.frozen.with_new_rows([(other,)])()
+
+    @contextlib.contextmanager
+    def hooked(self) -> Iterator[None]:
+        from sqlalchemy import event
+
+        event.listen(self.session, "do_orm_execute", self)
+        try:
+            yield
+        finally:
+            event.remove(self.session, "do_orm_execute", self)
+
+
 def _validated_once(context: dict, dataset_id: str):
     """``package_show_default_and_custom_schemas`` when the dataset's type
     has CKAN's own show schema: the one validation serves as both."""
@@ -192,8 +256,10 @@ def index_chunk(core_url: str, ids: list[str]) -> tuple[int, list]:
     packages = model.Session.query(model.Package).filter(
         model.Package.id.in_(ids)).all()
     reads = BatchedReads(model.Session, packages)
+    names = NameChecks(model.Session(), packages)
     with _replaced(index, "make_connection", lambda *a, **k: connection), \
-            _replaced(model_dictize, "_execute", reads.execute):
+            _replaced(model_dictize, "_execute", reads.execute), \
+            names.hooked():
         for dataset_id in ids:
             _index_one(dataset_id, failures)
         connection.flush()

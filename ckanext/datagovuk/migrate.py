@@ -55,7 +55,7 @@ Progress = Callable[[str], None]
 NEXT_STEPS = [
     "promote the sysadmins again: ckan -c CKAN_INI datagovuk promote "
     "--demoted (or --configured / NAMES)",
-    "rebuild the search index: ckan -c CKAN_INI search-index rebuild",
+    "rebuild the search index: ckan -c CKAN_INI datagovuk reindex",
     "enable the datagovuk plugin and the site's plugins in ckan.plugins if "
     "they were disabled for the upgrade",
     "never moved by this command: the datastore database, the uploaded "

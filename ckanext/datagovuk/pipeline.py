@@ -7,7 +7,8 @@ manifest the migration recorded (in a child ``ckan`` process, whose CKAN
 model is bound to the staging database), and only then is it swapped in as
 the site's database.  Whatever fails, at whatever step, the staging
 database is dropped and the site's database is exactly as it was: never
-half-migrated.
+half-migrated.  The staging database's search index is built last, into a
+new Solr core (``staging_index``), and swapped in with the database.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import (db, decisions, migrate, runner, settings,
-                               sysadmins, transfer)
+                               staging_index as search, sysadmins, transfer)
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.verify import run as verify_run
 
@@ -34,6 +35,7 @@ class PipelineReport:
     migration: Optional[migrate.MigrationReport] = None
     promotion: Optional[sysadmins.PromotionResult] = None
     verification: Optional[dict] = None
+    search_index: list[str] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)
 
     def to_text(self) -> str:
@@ -55,6 +57,9 @@ class PipelineReport:
                       "every check holds"] + [
                 f"  {step['name']}: {step['compared']} {step['what']}: "
                 f"{step['result']}" for step in self.verification["steps"]]
+        if self.search_index:
+            lines += ["", "Search index:"] + [
+                "  " + line for line in self.search_index]
         lines += ["", "Time of each step: " + ", ".join(
             f"{name} {seconds:.1f} s" for name, seconds in self.timings)]
         return "\n".join(lines)
@@ -128,7 +133,10 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
     steps.append("4. verify the staging database against the manifest "
                  "(`datagovuk verify`, in a child ckan process); any "
                  "difference stops here")
-    steps.append(f"5. swap the staging database in as "
+    steps.append("5. build the staging database's search index into a new "
+                 "Solr core (ckan datagovuk reindex --into CORE --no-swap, "
+                 "in a child process on the staging database)")
+    steps.append(f"6. swap the new core in, then the staging database as "
                  f"{db.parse(target_url).database}"
                  + (" (the old one kept under a backup name)"
                     if import_options.replace and not import_options.drop_old
@@ -154,10 +162,13 @@ def plan_decisions(source: str, import_options: transfer.ImportOptions,
 def migrate_from(source: str, target_url: str,
                  import_options: transfer.ImportOptions,
                  migration_options: migrate.MigrationOptions,
-                 plugins: list[str], config, echo: Echo) -> PipelineReport:
+                 plugins: list[str], config, echo: Echo,
+                 search_index: bool = True) -> PipelineReport:
     if migration_options.dry_run:
         raise OperatorError("--from cannot be combined with --dry-run: use "
                             "--plan to see what it would do")
+    staging_index = (search.StagingIndex.for_config(config) if search_index
+                     else None)
     report = PipelineReport()
     migration_settings = runner.settings_from_config(config)
     configured = settings.get(settings.SYSADMINS, config)
@@ -179,11 +190,25 @@ def migrate_from(source: str, target_url: str,
             with _step(report, "verify (the staging database)", echo):
                 report.verification = verify_staging(staging_url, config,
                                                      echo)
+        if staging_index and not migration_options.skip_upgrade:
+            with _step(report, f"reindex (the staging database, into core "
+                               f"{staging_index.core})", echo):
+                report.search_index = staging_index.build(staging_url, echo)
 
-    with _step(report, f"import {source}", echo):
-        report.import_result = transfer.import_database(
-            source, target_url, import_options, echo=echo,
-            before_swap=finish_in_staging)
+    try:
+        with _step(report, f"import {source}", echo):
+            report.import_result = transfer.import_database(
+                source, target_url, import_options, echo=echo,
+                before_swap=finish_in_staging,
+                alongside_swap=staging_index.swapped_in if staging_index
+                else None)
+    except BaseException:
+        if staging_index:
+            staging_index.drop()
+        raise
+    if staging_index and staging_index.built:
+        report.search_index += search.previous_index_lines(
+            staging_index, import_options.drop_old)
     # The import's time includes the steps run before its swap.
     name, total = report.timings.pop()
     nested = sum(seconds for _, seconds in report.timings)

@@ -1,6 +1,7 @@
 """Where a database stands in the move from the old site: its schema
 version, the data migrations applied and pending, the sysadmins still to be
-promoted, a few counts, and the next command to run.
+promoted, a few counts, the search index's count of datasets next to the
+database's, and the next command to run.
 
 Everything is read with plain SQL in a read-only transaction: before the
 migration the database does not match CKAN's model, so the ORM cannot be
@@ -41,7 +42,7 @@ NEXT_COMMANDS = {
     NO_DATA_MIGRATIONS: ["datagovuk", "migrate",
                          preflight.NO_DATA_MIGRATIONS_OPTION],
     "promote --demoted": ["datagovuk", "promote", "--demoted"],
-    "search-index rebuild": ["search-index", "rebuild"],
+    "reindex": ["datagovuk", "reindex"],
 }
 
 
@@ -244,9 +245,42 @@ class NextStep:
     reason: str
 
 
+def search_index_state(connection: Connection, site_id: str | None) -> dict:
+    """How many of this site's datasets the live Solr core holds, next to
+    how many CKAN indexes (``problem``: why the core could not be read)."""
+    from ckan.common import config
+
+    from ckanext.datagovuk.solr import SolrCores, site_query
+
+    sql = "SELECT count(*) FROM package"
+    if config.get("ckan.search.remove_deleted_packages"):
+        sql += " WHERE state <> 'deleted'"
+    state = {"datasets": connection.execute(text(sql)).scalar(),
+             "indexed": None, "problem": None}
+    try:
+        cores = SolrCores.from_config(config)
+        state["indexed"] = cores.count(cores.live, site_query(site_id))
+    except OperatorError as error:
+        state["problem"] = str(error)
+    return state
+
+
+def search_step(search: dict) -> NextStep:
+    if search["problem"]:
+        return NextStep("reindex", "the database is migrated; its search "
+                        f"index cannot be read ({search['problem']})")
+    if search["indexed"] != search["datasets"]:
+        return NextStep("reindex", (
+            f"the search index holds {search['indexed']} datasets, the "
+            f"database {search['datasets']}"))
+    return NextStep(None, "the database is migrated and the search index "
+                    f"holds its {search['datasets']} datasets")
+
+
 def next_step(connection: Connection, database: dict, data: dict,
               demoted: Optional[list[dict]],
-              config_path: Optional[str]) -> NextStep:
+              config_path: Optional[str],
+              search: Optional[dict] = None) -> NextStep:
     """The next command to run, and why; or, for a state no command of
     ours can move on from, why not (the step is then None)."""
     if database["kind"] == "empty":
@@ -279,9 +313,7 @@ def next_step(connection: Connection, database: dict, data: dict,
     if demoted:
         return NextStep("promote --demoted",
                         f"{len(demoted)} demoted sysadmin(s) not promoted yet")
-    return NextStep("search-index rebuild",
-                    "the database is migrated; rebuild the search index if "
-                    "not done since the migration")
+    return search_step(search or search_index_state(connection, None))
 
 
 def migrate_step(connection: Connection, data: dict,
@@ -382,13 +414,16 @@ def _collect(connection: Connection, plugins: list[str],
                                                  pending),
     }
     demoted = demoted_not_promoted(connection) if database["is_ckan"] else None
-    step = next_step(connection, database, data, demoted, config_path)
+    search = (search_index_state(connection, site_user)
+              if database["kind"] == "alembic" else None)
+    step = next_step(connection, database, data, demoted, config_path, search)
     return {
         "database": database,
         "data_migrations": data,
         "demotions_recorded": demoted is not None,
         "demoted_not_promoted": demoted or [],
         "counts": counts(connection, site_user) if database["is_ckan"] else None,
+        "search_index": search,
         "next": step.step,
         "next_command": command_line(step.step, config_path),
         "next_reason": step.reason,
@@ -456,6 +491,12 @@ def format_text(status: dict) -> str:
         lines.append(f"{'Counts:':<21}{c['datasets']} datasets, "
                      f"{c['organisations']} organisations, {c['users']} users, "
                      f"{c['sysadmins']} sysadmins")
+    search = status.get("search_index")
+    if search:
+        found = (f"cannot be read: {search['problem']}" if search["problem"]
+                 else f"{search['indexed']} datasets (the database: "
+                      f"{search['datasets']})")
+        lines.append(f"{'Search index:':<21}{found}")
     lines.append(f"{'Next:':<21}"
                  f"{status['next_command'] or 'nothing to run, because:'}")
     lines.append(f"{'':<21}({status['next_reason']})")

@@ -1,13 +1,16 @@
 """``make demo``: the whole move on an embedded default.
 
-Inside a private PostgreSQL cluster (``localpg run``) it generates an old
-data.gov.uk site as the database of a "remote host" (a loopback sshd), writes
-a CKAN config for the new site, and then runs, as an operator would, each
-command of the run-sheet, printing the command line before its output.
+Inside a private PostgreSQL cluster and Solr (``localpg run -- localsolr
+run``) it generates an old data.gov.uk site as the database of a "remote
+host" (a loopback sshd), writes a CKAN config for the new site, and then
+runs, as an operator would, each command of the run-sheet, printing the
+command line before its output.  It ends with what an anonymous visitor's
+``package_search`` finds, next to the database's public datasets.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -59,6 +62,37 @@ def run(argv: list[str], env: dict[str, str], may_fail: bool = False) -> int:
     if result.returncode != 0 and not may_fail:
         raise SystemExit(result.returncode)
     return result.returncode
+
+
+# Run in a child: CKAN's app is built from the new site's config.
+PACKAGE_SEARCH = """
+import json, sys
+from ckan.cli import load_config
+from ckan.config.middleware import make_app
+app = make_app(load_config(sys.argv[1]))
+from ckan import model
+from ckan.plugins import toolkit
+with app._wsgi_app.test_request_context():
+    found = toolkit.get_action("package_search")({}, {"rows": 0})["count"]
+    public = model.Session.query(model.Package).filter_by(
+        state="active", private=False, type="dataset").count()
+print(json.dumps({"package_search": found, "public_datasets": public}))
+"""
+
+
+def searchable(ini: str, env: dict[str, str]) -> dict:
+    """What an anonymous package_search finds on the new site, and how
+    many public datasets its database has."""
+    print("\n== Is the new site searchable? An anonymous package_search:",
+          flush=True)
+    result = subprocess.run([sys.executable, "-c", PACKAGE_SEARCH, ini],
+                            env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"package_search failed: {result.stderr.strip()}")
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"  package_search finds {counts['package_search']} datasets; the "
+          f"database has {counts['public_datasets']} public datasets")
+    return counts
 
 
 def main(args: list[str] | None = None) -> int:
@@ -122,7 +156,9 @@ def main(args: list[str] | None = None) -> int:
                  "--resolve-email-clash", "keep-oldest", "-c", ini], env)
         run(["ckan", "-c", ini, "datagovuk", "promote", "--demoted"], env)
         run(["ckan", "-c", ini, "datagovuk", "status"], env)
-    print("\nDemo finished: the old site was imported, migrated, and its "
+        searchable(ini, env)
+    print("\nDemo finished: the old site was imported, migrated, indexed "
+          "(the search core swapped in with the database), and its "
           "sysadmins promoted again.")
     return 0
 

@@ -119,7 +119,7 @@ def test_report_names_versions_steps_demotions_and_next_steps(migrated):
     assert "001_bytemark_to_govuk.sql" in out
     assert re.search(r"step \d+: ", out), out
     assert "Demoted sysadmins" in out and "promote --demoted" in out
-    assert "search-index rebuild" in out
+    assert "datagovuk reindex" in out
     assert "ckan.storage_path" in out and "datastore" in out
     # progress with timings comes first
     assert re.search(r"schema upgrade: done in [\d.]+ s", out)

@@ -1,13 +1,20 @@
-"""``datagovuk migrate --from``: import, migrate and promote in a staging
-database, swapped in only when every step succeeded.  Real sshd on
-loopback, real PostgreSQL, CKAN's real migrations; nothing mocked."""
+"""``datagovuk migrate --from``: import, migrate, promote, verify and reindex in a
+staging database (and a new Solr core), swapped in only when every step
+succeeded.  Real sshd on loopback, real PostgreSQL, a real Solr (a private
+one per test, so that its swaps leave the session's core alone), CKAN's real
+migrations; nothing mocked."""
 import os
+import shutil
+import subprocess
+import time
 
 import pytest
+import requests
 
 from ckanext.datagovuk import alembic_runner, db
-from ckanext.datagovuk.testing import oldsite
-from ckanext.datagovuk.tests.conftest import (TEST_INI, one_line_error,
+from ckanext.datagovuk.testing import localsolr, oldsite
+from ckanext.datagovuk.tests.conftest import (TEST_INI, VENV_BIN,
+                                              one_line_error,
                                               remote_pg_dump, run_command,
                                               run_sql)
 from ckanext.datagovuk.tests.test_transfer import (  # noqa: F401 (fixtures)
@@ -30,11 +37,43 @@ def ini(tmp_path):
     return str(path)
 
 
-def paster_migrate_from(ini, server, source, target_url, *extra):
-    return run_command(
-        ["paster", "datagovuk", "migrate", "--from", server.destination,
-         *ssh_args(server), *remote_db_args(source), *extra, "-c", ini],
-        db_url=target_url, cwd="/")
+@pytest.fixture
+def solr():
+    with localsolr.start() as server:
+        yield server
+
+
+def migrate_from_args(ini, server, source, *extra) -> list[str]:
+    return ["paster", "datagovuk", "migrate", "--from", server.destination,
+            *ssh_args(server), *remote_db_args(source), *extra, "-c", ini]
+
+
+def paster_migrate_from(ini, server, source, target_url, *extra, solr=None):
+    env = {"CKAN_SOLR_URL": solr.core_url()} if solr else None
+    return run_command(migrate_from_args(ini, server, source, *extra),
+                       db_url=target_url, cwd="/", env=env)
+
+
+def solr_select(core_url: str, **params) -> dict:
+    reply = requests.get(f"{core_url}/select", timeout=30,
+                         params={"wt": "json", **params})
+    reply.raise_for_status()
+    return reply.json()
+
+
+def core_names(solr) -> list[str]:
+    reply = requests.get(f"{solr.base_url}/admin/cores", timeout=30,
+                         params={"action": "STATUS", "wt": "json"})
+    reply.raise_for_status()
+    return sorted(reply.json()["status"])
+
+
+def public_counts_by_publisher(url) -> dict[str, int]:
+    return dict(run_sql(url, """
+        SELECT g.name, count(*) FROM package p JOIN "group" g
+          ON g.id = p.owner_org
+        WHERE p.state = 'active' AND NOT p.private AND p.type = 'dataset'
+        GROUP BY g.name"""))
 
 
 def sysadmins(url):
@@ -43,9 +82,10 @@ def sysadmins(url):
 
 
 def test_the_whole_move_lands_in_one_swap(ini, ssh_server, source,
-                                          missing_url, pg_admin_url):
+                                          missing_url, pg_admin_url, solr):
     result = paster_migrate_from(ini, ssh_server, source, missing_url,
-                                 "--resolve-email-clash", "keep-oldest")
+                                 "--resolve-email-clash", "keep-oldest",
+                                 solr=solr)
     assert result.returncode == 0, result.stderr
     tables = {row[0] for row in run_sql(
         missing_url, "SELECT tablename FROM pg_tables "
@@ -66,6 +106,103 @@ def test_the_whole_move_lands_in_one_swap(ini, ssh_server, source,
     assert "Time of each step: import" in result.stdout
     assert "Verify (the staging database, before the swap): every check " \
         "holds" in result.stdout
+    assert_searchable(result, missing_url, solr)
+
+
+def assert_searchable(result, url, solr):
+    """package_search finds every public dataset CKAN's indexer can index
+    (it fails on those with a relationship, which the report names), and
+    each publisher's count is the database's."""
+    left_out = {line.split(":")[0].strip() for line in
+                result.stdout.splitlines() if line.startswith("    ")
+                and ": KeyError" in line}
+    left_out_public = dict(run_sql(url, """
+        SELECT g.name, count(*) FROM package p JOIN "group" g
+          ON g.id = p.owner_org
+        WHERE p.state = 'active' AND NOT p.private AND p.type = 'dataset'
+          AND p.id = ANY(%s) GROUP BY g.name""", (list(left_out),)))
+    expected = {name: count - left_out_public.get(name, 0) for name, count
+                in public_counts_by_publisher(url).items()}
+    expected = {name: count for name, count in expected.items() if count}
+    found = solr_select(solr.core_url(), q="*:*", rows=0,
+                        fq="+capacity:public +state:active",
+                        facet="true", **{"facet.field": "organization",
+                                         "facet.limit": -1,
+                                         "facet.mincount": 1})
+    facets = found["facet_counts"]["facet_fields"]["organization"]
+    assert dict(zip(facets[::2], facets[1::2])) == expected
+    assert found["response"]["numFound"] == sum(expected.values())
+    assert [name for name in core_names(solr) if name != "ckan"] == [
+        name for name in core_names(solr) if "-migrate-" in name]
+    assert "previous index is kept as core ckan-migrate-" in result.stdout
+
+
+def test_solr_down_is_one_line_before_anything_starts(
+        ini, ssh_server, source, missing_url, pg_admin_url):
+    solr = localsolr.start()
+    solr.stop()
+
+    result = paster_migrate_from(ini, ssh_server, source, missing_url,
+                                 "--resolve-email-clash", "keep-oldest",
+                                 solr=solr)
+
+    assert "is unreachable" in one_line_error(result)
+    assert "== import" not in result.stdout
+    assert leftovers(pg_admin_url, database_name(missing_url)) == []
+    # (paster made it empty, for CKAN's start-up: nothing was imported.)
+    assert run_sql(missing_url, "SELECT count(*) FROM pg_tables "
+                                "WHERE schemaname = 'public'") == [(0,)]
+
+
+def test_a_failed_reindex_swaps_nothing(ini, ssh_server, source,
+                                        make_database, pg_admin_url, solr):
+    target = make_database()
+    run_sql(target, "CREATE TABLE marker (note text)")
+    before = fingerprint(target)
+    # Solr answers, but cannot make a core: the child reindex fails.
+    shutil.rmtree(os.path.join(solr.home, "configsets"))
+
+    result = paster_migrate_from(ini, ssh_server, source, target, "--replace",
+                                 "--resolve-email-clash", "keep-oldest",
+                                 solr=solr)
+
+    assert "indexing the staging database failed: Solr refused CREATE" in \
+        one_line_error(result)
+    assert fingerprint(target) == before
+    assert leftovers(pg_admin_url, database_name(target)) == []
+    assert core_names(solr) == ["ckan"]
+
+
+def test_a_failed_database_swap_swaps_the_core_back(
+        ini, ssh_server, source, make_database, pg_admin_url, solr):
+    target = make_database()
+    run_sql(target, "CREATE TABLE marker (note text)")
+    before = fingerprint(target)
+    process = subprocess.Popen(
+        [os.path.join(VENV_BIN, "paster"),
+         *migrate_from_args(ini, ssh_server, source, "--replace",
+                            "--resolve-email-clash", "keep-oldest")[1:]],
+        env={**os.environ, "CKAN_SQLALCHEMY_URL": target,
+             "CKAN_SOLR_URL": solr.core_url()}, cwd="/",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Once the staging index is being built (after the import's checks), a
+    # session on the site's database makes the database swap refuse.
+    deadline = time.monotonic() + 600
+    while len(core_names(solr)) == 1 and process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    holder = db.connect(target)
+    try:
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        holder.close()
+
+    assert "other session(s) are connected" in stderr
+    assert process.returncode != 0
+    assert fingerprint(target) == before
+    assert core_names(solr) == ["ckan"]
+    assert solr_select(solr.core_url(), q="*:*", rows=0)[
+        "response"]["numFound"] == 0
 
 
 def test_plan_shows_the_commands_and_changes_nothing(ini, ssh_server, source,
@@ -209,6 +346,7 @@ def test_an_unknown_configured_sysadmin_stops_it_before_the_swap(
     (["--plan"], "--plan goes with --from"),
     (["--jobs", "2"], "--jobs only go with --from"),
     (["--from", "oldsite", "--json"], "--json does not go with --from"),
+    (["--no-reindex"], "--no-reindex goes with --from"),
 ])
 def test_options_that_need_from_are_usage_errors(make_database, args,
                                                  message):

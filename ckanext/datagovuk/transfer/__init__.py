@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable
+from typing import Callable, ContextManager
 
 from ckanext.datagovuk import workdir
 from ckanext.datagovuk.errors import OperatorError
@@ -69,8 +69,8 @@ from ckanext.datagovuk.transfer.stream import (Children, Echo, silent,
 __all__ = [
     "DEFAULT_ADMIN_URL_ENV", "DEFAULT_COMPRESSION", "DEFAULT_JOBS",
     "DEFAULT_REMOTE_DB", "DEFAULT_REMOTE_FORMAT", "DEFAULT_REMOTE_PG_DUMP",
-    "REMOTE_FORMATS", "BeforeSwap", "ImportOptions", "ImportResult",
-    "SourceCheck",
+    "REMOTE_FORMATS", "AlongsideSwap", "BeforeSwap", "ImportOptions",
+    "ImportResult", "SourceCheck",
     "check_usage",
     "PlainDumpFilter", "Source", "SshSettings", "TargetState", "backup_name",
     "detect_format", "extension_package", "import_database",
@@ -81,6 +81,10 @@ __all__ = [
 # before the swap: work done there (``migrate --from``) lands with the swap
 # or is dropped with the staging database.
 BeforeSwap = Callable[[str], None]
+# Entered right before the swap and left right after it: a change that must
+# land with the database (``migrate --from`` swaps the search core in), made
+# on entering and undone when the swap raises.
+AlongsideSwap = Callable[[], ContextManager[None]]
 
 
 class _Import:
@@ -89,11 +93,13 @@ class _Import:
     was."""
 
     def __init__(self, source: Source, target_url, options: ImportOptions,
-                 echo: Echo, before_swap: BeforeSwap | None = None):
+                 echo: Echo, before_swap: BeforeSwap | None = None,
+                 alongside_swap: AlongsideSwap | None = None):
         self.source = source
         self.options = options
         self.echo = echo
         self.before_swap = before_swap
+        self.alongside_swap = alongside_swap or contextlib.nullcontext
         self.phases: list[tuple[str, float]] = []
         self.children = Children()
         self.lock = TargetLock(target_url, echo)
@@ -180,7 +186,7 @@ class _Import:
         self.lock.reassert()
         self.staging.hold_claim()
         # Not interruptible: the operator is told exactly what happened.
-        with self.phase("swap"), signals_ignored():
+        with self.phase("swap"), signals_ignored(), self.alongside_swap():
             backup = self.staging.swap(state, self.options.drop_old)
         loader = self.loader
         return ImportResult(
@@ -234,16 +240,21 @@ def probe_source(source: str | Source, options: ImportOptions
 def import_database(source: str | Source, target_url,
                     options: ImportOptions | None = None,
                     echo: Echo = silent,
-                    before_swap: BeforeSwap | None = None) -> ImportResult:
+                    before_swap: BeforeSwap | None = None,
+                    alongside_swap: AlongsideSwap | None = None
+                    ) -> ImportResult:
     """Import ``source`` into the database of ``target_url`` (see the
     package doc).  ``before_swap`` is called with the staging database's
-    URL once it is loaded and verified.  Raises OperatorError with a
+    URL once it is loaded and verified; ``alongside_swap`` is entered just
+    before the swap and left just after it (with the swap's error, if any).
+    Raises OperatorError with a
     one-line reason on any failure, after dropping the staging database;
     an interrupt (SIGINT, or SIGTERM while this runs) is a failure too."""
     options = options or ImportOptions()
     if isinstance(source, str):
         source = parse_source(source)
-    job = _Import(source, target_url, options, echo, before_swap)
+    job = _Import(source, target_url, options, echo, before_swap,
+                  alongside_swap)
     with signals_raise():
         try:
             return job.run()
