@@ -107,18 +107,17 @@ def email_clash_groups(facts: SourceFacts, only_kept: bool
             if len(users) > 1]
 
 
-def judge(facts: SourceFacts, options: MigrationOptions, files: list[str],
-          where: str = "") -> list[Decision]:
+def judge(facts: SourceFacts, options: MigrationOptions, files: list[str]
+          ) -> list[Decision]:
     """Each decision or refusal ``migrate`` would stop for on the database
     the facts describe, with the options given."""
     try:
         version = (None if facts.migrate_version is None
                    else legacy.version_from_rows(facts.migrate_version))
     except OperatorError as error:
-        return [Decision(str(error), f"the database{where}: {error}")]
+        return [Decision(str(error), f"the old database's {error}")]
     state = preflight.state_of(facts.tables, facts.alembic_revision, version)
-    refused = preflight.refusal(state, where=where.strip(),
-                                data_migrations=False)
+    refused = preflight.refusal(state, data_migrations=False)
     if refused:
         return [Decision(refused, refused)]
     pending = [name for name in files if name not in facts.applied]

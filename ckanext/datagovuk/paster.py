@@ -2,12 +2,17 @@
 
 Unlike ``ckan -c``, this entry point can check the config and the database
 before CKAN builds its app, so an operator gets one line instead of CKAN's
-start-up traceback.
+start-up traceback; and it builds CKAN's app with CKAN's start-up logging
+held back (a stock config without Solr or Redis prints screens of it,
+tracebacks included), unless ``-v``.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+import warnings
 
 from paste.script.command import Command
 
@@ -31,10 +36,44 @@ def split_config(args: list[str]) -> tuple[str | None, list[str]]:
     return config, rest
 
 
+VERBOSE_OPTIONS = ("-v", "--verbose")
+
+
+def split_verbose(group, args: list[str]) -> tuple[bool, list[str]]:
+    """Take paster's ``-v`` (show CKAN's start-up logging) out of ``args``,
+    unless the command takes a ``-v`` of its own, which then gets it."""
+    verbose = bool(set(VERBOSE_OPTIONS) & set(args))
+    command = group.commands.get(args[0]) if args else None
+    takes_it = command is not None and any(
+        set(VERBOSE_OPTIONS) & set(getattr(param, "opts", ()))
+        for param in command.params)
+    if takes_it:
+        return verbose, args
+    return verbose, [arg for arg in args if arg not in VERBOSE_OPTIONS]
+
+
+@contextlib.contextmanager
+def start_up_quiet(verbose: bool):
+    """CKAN's logging and warnings held back while CKAN starts, unless
+    ``verbose``: whatever CKAN's start-up then reports is its own
+    business, and a command that needs what failed says so in one line."""
+    if verbose:
+        yield
+        return
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def run(args: list[str]) -> int:
     from ckanext.datagovuk.cli import HELP_OPTIONS, datagovuk
 
     config, rest = split_config(args)
+    verbose, rest = split_verbose(datagovuk, rest)
     if not rest or set(HELP_OPTIONS) & set(rest):
         # As `ckan datagovuk`: help needs no config, and no command at all
         # is a usage error (the group's usage on stderr, exit status 2).
@@ -52,11 +91,12 @@ def run(args: list[str]) -> int:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code
 
-    from ckan.cli.cli import CtxObject
     try:
         # What `ckan -c` does before running a command, but a config CKAN
         # rejects becomes one line instead of several and a traceback.
-        ckan_context = CtxObject(os.path.abspath(config))
+        with start_up_quiet(verbose):
+            from ckan.cli.cli import CtxObject
+            ckan_context = CtxObject(os.path.abspath(config))
     except Exception as error:
         print(f"Error: CKAN cannot load the config {config}: "
               f"{config_problem(error)}", file=sys.stderr)

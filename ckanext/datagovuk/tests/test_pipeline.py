@@ -314,14 +314,17 @@ def test_refusals_are_found_before_the_transfer(
     assert plan.returncode == 1 and expected in one_line_error(plan)
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "host:PATH"])
 def test_a_dump_file_is_judged_once_its_data_is_in_before_its_indexes(
-        ini, old_site_dump, missing_url, pg_admin_url):
+        ini, ssh_server, old_site_dump, missing_url, pg_admin_url, remote):
+    source = [f"{ssh_server.destination}:{old_site_dump}",
+              *ssh_args(ssh_server)] if remote else [old_site_dump]
     result = run_command(["paster", "datagovuk", "migrate", "--from",
-                          old_site_dump, "-c", ini], db_url=missing_url,
-                         cwd="/")
+                          *source, "-c", ini], db_url=missing_url, cwd="/")
     assert one_line_error(result).startswith(
         "Error: 1 email address(es) shared")
-    assert "restore: done" in result.stdout
+    assert ("transfer+restore: done" if remote else "restore: done") \
+        in result.stdout
     assert "needs a decision: 1 email address(es)" in result.stdout
     assert "indexes and keys..." not in result.stdout
     assert leftovers(pg_admin_url, database_name(missing_url)) == []

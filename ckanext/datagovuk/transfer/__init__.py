@@ -34,6 +34,13 @@ Only when the whole load succeeded and the result is a CKAN database is it
 swapped in, by renaming both databases in one transaction.  Any failure
 drops the staging database and leaves the target as it was.
 
+One import per target database runs at a time (:mod:`.lock`): a second
+refuses at once naming the first, or waits with ``wait``.  With a
+``source_check`` (``migrate --from``), a read-only query of the source is
+judged before anything is transferred from ``[user@]host`` (psql there, in
+the version probe's ssh invocation), or, for a dump file, once the data is
+in and before the indexes are built.
+
 Plain dumps: statements that set owners or privileges (``ALTER ... OWNER TO``,
 ``GRANT``, ``REVOKE``, ``SET SESSION AUTHORIZATION``, ``ALTER DEFAULT
 PRIVILEGES``) and ``COMMENT ON EXTENSION`` (which only the extension's owner
