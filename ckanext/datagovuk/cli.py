@@ -144,11 +144,16 @@ def verify(ctx, as_json, everything, sample, seed):
 
     from ckanext.datagovuk.verify import run
 
-    report = run.verify(
-        config.get("sqlalchemy.url"),
-        run.SampleOptions(size=sample, seed=seed, everything=everything),
-        progress=lambda line: click.echo(line, err=True) if not as_json
-        else None, request_context=_request_context(ctx))
+    url = config.get("sqlalchemy.url")
+    try:
+        report = run.verify(url, run.SampleOptions(
+            size=sample, seed=seed, everything=everything),
+            request_context=_request_context(ctx))
+    except OperatorError as error:
+        if not as_json:
+            raise
+        # Scripts read the reason from the JSON, like every other outcome.
+        report = run.VerifyReport(url, error=str(error))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

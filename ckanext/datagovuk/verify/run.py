@@ -36,6 +36,9 @@ class VerifyReport:
     steps: list[checks.CheckResult] = field(default_factory=list)
     error: Optional[str] = None
 
+    def __post_init__(self):
+        self.database = db.safe_url(self.database)
+
     @property
     def ok(self) -> bool:
         return self.error is None and all(step.ok for step in self.steps)
@@ -120,7 +123,7 @@ def verify(url: str, sample: Optional[SampleOptions] = None,
     ``request_context()`` (CKAN's actions need a request)."""
     sample = sample or SampleOptions()
     progress = progress or (lambda message: None)
-    report = VerifyReport(db.safe_url(url))
+    report = VerifyReport(url)
     engine, connection = db.engine_connection(url)
     try:
         with connection.begin() as transaction:

@@ -87,6 +87,12 @@ def test_a_database_without_a_manifest_is_refused(command, old_site):
     result = command(["verify"], db_url=old_site)
     assert result.returncode == 1
     assert "no manifest" in one_line_error(result)
+    if command is ckan_datagovuk:
+        result = command(["verify", "--json"], db_url=old_site)
+        assert result.returncode == 1 and not result.stderr.strip()
+        report = json.loads(result.stdout)
+        assert report["ok"] is False and "no manifest" in report["error"]
+        assert ":pass@" not in report["database"]
 
 
 def test_after_no_data_migrations_everything_is_expected_unchanged(
