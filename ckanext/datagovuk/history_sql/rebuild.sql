@@ -31,13 +31,39 @@ LANGUAGE sql IMMUTABLE AS $$
                                ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US' END)
 $$;
 
-CREATE INDEX ON datagovuk_h_resource (package_id);
+-- Each active version of a resource as package_show shows it, built once
+-- (a version is in every dataset version it lived through).
+CREATE TEMP TABLE datagovuk_h_resource_version ON COMMIT DROP AS
+SELECT r.package_id, r.id, r.position, r.revision_timestamp,
+       coalesce(r.expired_timestamp, 'infinity') AS expired_timestamp,
+       jsonb_build_object(
+           'id', r.id, 'package_id', r.package_id, 'url', r.url,
+           'format', r.format, 'description', r.description,
+           'hash', r.hash, 'position', r.position, 'name', r.name,
+           'resource_type', r.resource_type, 'mimetype', r.mimetype,
+           'mimetype_inner', r.mimetype_inner, 'size', r.size,
+           'created', pg_temp.datagovuk_iso(r.created),
+           'last_modified', pg_temp.datagovuk_iso(r.last_modified),
+           -- CKAN's 094 sets a resource's metadata_modified to created
+           'metadata_modified', pg_temp.datagovuk_iso(r.created),
+           'cache_url', r.cache_url,
+           'cache_last_updated', pg_temp.datagovuk_iso(r.cache_last_updated),
+           'url_type', r.url_type, 'state', r.state)
+       || coalesce(pg_temp.datagovuk_jsonb(r.extras), '{}')
+       AS dict
+FROM datagovuk_h_resource r
+WHERE r.state = 'active';
+CREATE INDEX ON datagovuk_h_resource_version (package_id);
+-- Temporary tables get no statistics by themselves: without them the
+-- planner scans a whole table per dataset version.
+ANALYZE datagovuk_h_resource_version;
 
 CREATE TEMP TABLE datagovuk_h_extra ON COMMIT DROP AS
 SELECT package_id, key, value, state, revision_id, revision_timestamp,
        coalesce(expired_timestamp, 'infinity') AS expired_timestamp
 FROM package_extra_revision WHERE package_id IS NOT NULL;
 CREATE INDEX ON datagovuk_h_extra (package_id);
+ANALYZE datagovuk_h_extra;
 
 CREATE TEMP TABLE datagovuk_h_tag ON COMMIT DROP AS
 SELECT pt.package_id, pt.state, pt.revision_id, pt.revision_timestamp,
@@ -46,12 +72,14 @@ SELECT pt.package_id, pt.state, pt.revision_id, pt.revision_timestamp,
 FROM package_tag_revision pt JOIN tag t ON t.id = pt.tag_id
 WHERE pt.package_id IS NOT NULL;
 CREATE INDEX ON datagovuk_h_tag (package_id);
+ANALYZE datagovuk_h_tag;
 
 CREATE TEMP TABLE datagovuk_h_member ON COMMIT DROP AS
 SELECT table_id AS package_id, group_id, state, revision_id, revision_timestamp,
        coalesce(expired_timestamp, 'infinity') AS expired_timestamp
 FROM member_revision WHERE table_name = 'package';
 CREATE INDEX ON datagovuk_h_member (package_id);
+ANALYZE datagovuk_h_member;
 
 CREATE TEMP TABLE datagovuk_h_group_version ON COMMIT DROP AS
 SELECT continuity_id AS group_id, name, title, type, description, image_url,
@@ -59,6 +87,7 @@ SELECT continuity_id AS group_id, name, title, type, description, image_url,
        coalesce(expired_timestamp, 'infinity') AS expired_timestamp
 FROM group_revision;
 CREATE INDEX ON datagovuk_h_group_version (group_id);
+ANALYZE datagovuk_h_group_version;
 
 -- The revisions that changed a dataset or one of its parts.
 CREATE TEMP TABLE datagovuk_h_change ON COMMIT DROP AS
@@ -72,6 +101,7 @@ SELECT package_id, revision_id, min(revision_timestamp) AS ts FROM (
 ) c
 WHERE package_id IS NOT NULL AND revision_id IS NOT NULL
 GROUP BY package_id, revision_id;
+ANALYZE datagovuk_h_change;
 
 -- The package row valid at each of those revisions (none: the revision
 -- touched a part before the dataset existed, or after it was purged).
@@ -88,10 +118,12 @@ JOIN package_revision p ON p.continuity_id = c.package_id
      AND c.ts < coalesce(p.expired_timestamp, 'infinity')
 LEFT JOIN revision r ON r.id = c.revision_id
 ORDER BY c.package_id, c.revision_id, p.revision_timestamp DESC;
+ANALYZE datagovuk_h_point;
 
 CREATE TEMP TABLE datagovuk_h_created ON COMMIT DROP AS
 SELECT continuity_id AS package_id, min(revision_timestamp) AS created
 FROM package_revision GROUP BY continuity_id;
+ANALYZE datagovuk_h_created;
 
 CREATE TEMP TABLE datagovuk_h_version ON COMMIT DROP AS
 WITH licence AS (
@@ -139,25 +171,10 @@ LEFT JOIN LATERAL (
       AND e.revision_timestamp <= pt.ts AND pt.ts < e.expired_timestamp
 ) ex ON true
 LEFT JOIN LATERAL (
-    SELECT jsonb_agg(jsonb_build_object(
-               'id', r.id, 'package_id', r.package_id, 'url', r.url,
-               'format', r.format, 'description', r.description,
-               'hash', r.hash, 'position', r.position, 'name', r.name,
-               'resource_type', r.resource_type, 'mimetype', r.mimetype,
-               'mimetype_inner', r.mimetype_inner, 'size', r.size,
-               'created', pg_temp.datagovuk_iso(r.created),
-               'last_modified', pg_temp.datagovuk_iso(r.last_modified),
-               -- CKAN's 094 sets a resource's metadata_modified to created
-               'metadata_modified', pg_temp.datagovuk_iso(r.created),
-               'cache_url', r.cache_url,
-               'cache_last_updated', pg_temp.datagovuk_iso(r.cache_last_updated),
-               'url_type', r.url_type, 'state', r.state)
-             || coalesce(pg_temp.datagovuk_jsonb(r.extras), '{}')
-             ORDER BY r.position, r.id) AS list
-    FROM datagovuk_h_resource r
-    WHERE r.package_id = pt.package_id AND r.state = 'active'
-      AND r.revision_timestamp <= pt.ts
-      AND pt.ts < coalesce(r.expired_timestamp, 'infinity')
+    SELECT jsonb_agg(r.dict ORDER BY r.position, r.id) AS list
+    FROM datagovuk_h_resource_version r
+    WHERE r.package_id = pt.package_id
+      AND r.revision_timestamp <= pt.ts AND pt.ts < r.expired_timestamp
 ) res ON true
 LEFT JOIN LATERAL (
     SELECT jsonb_agg(jsonb_build_object(
@@ -195,10 +212,12 @@ LEFT JOIN LATERAL (
     ORDER BY g.revision_timestamp DESC LIMIT 1
 ) org ON true
 WINDOW w AS (PARTITION BY pt.package_id ORDER BY pt.ts, pt.revision_id);
+CREATE INDEX ON datagovuk_h_version (package_id, revision_id);
+ANALYZE datagovuk_h_version;
 
 -- What happens to each dataset activity CKAN 2.2 wrote.
 CREATE TEMP TABLE datagovuk_h_outcome ON COMMIT DROP AS
-SELECT a.id AS activity_id, a.revision_id, a.object_id,
+SELECT a.id AS activity_id, a.revision_id, a.object_id, a.data_json,
        CASE WHEN complete THEN 'left'
             WHEN v.package_id IS NOT NULL THEN 'completed'
             ELSE 'left' END AS outcome,
@@ -207,15 +226,18 @@ SELECT a.id AS activity_id, a.revision_id, a.object_id,
             WHEN a.revision_id IS NULL THEN 'it names no revision'
             ELSE 'its revision changed nothing of the dataset, or the dataset did not exist then'
        END AS reason
-FROM (SELECT a.*, coalesce(pg_temp.datagovuk_jsonb(a.data)->'package' ? 'resources', false) AS complete
-      FROM activity a
+FROM (SELECT a.id, a.revision_id, a.object_id, a.data_json,
+             coalesce(a.data_json->'package' ? 'resources', false) AS complete
+      FROM (SELECT a.*, pg_temp.datagovuk_jsonb(a.data) AS data_json
+            FROM activity a) a
       WHERE a.activity_type IN ('new package', 'changed package', 'deleted package')) a
 LEFT JOIN datagovuk_h_version v
        ON v.package_id = a.object_id AND v.revision_id = a.revision_id;
+ANALYZE datagovuk_h_outcome;
 
 UPDATE activity a
 SET timestamp = v.ts,
-    data = (coalesce(pg_temp.datagovuk_jsonb(a.data), '{}') || jsonb_build_object(
+    data = (coalesce(o.data_json, '{}') || jsonb_build_object(
         'package', v.package,
         'actor', coalesce((SELECT u.name FROM "user" u WHERE u.id = a.user_id),
                           v.author),
@@ -255,3 +277,4 @@ FROM datagovuk_h_added;
 
 INSERT INTO datagovuk_h_outcome (activity_id, revision_id, object_id, outcome, reason)
 SELECT id, revision_id, package_id, 'added', NULL FROM datagovuk_h_added;
+ALTER TABLE datagovuk_h_outcome DROP COLUMN data_json;

@@ -26,7 +26,7 @@ def add_history(cursor) -> dict[str, int]:
     with open(SQL, encoding="utf-8") as handle:
         cursor.execute(handle.read())
     cursor.execute("""
-        SELECT count(*), coalesce(max(n), 0), coalesce(avg(n), 0)
+        SELECT coalesce(sum(n), 0), coalesce(max(n), 0), coalesce(avg(n), 0)
         FROM (SELECT object_id, count(*) AS n FROM activity
               WHERE activity_type IN ('new package', 'changed package',
                                       'deleted package')

@@ -333,3 +333,24 @@ def test_report_text_gives_counts_and_why_activities_were_left():
     assert "mapping of 6 activities archived" in text
     skipped = history.HistoryResult(skipped="--no-history: nothing")
     assert migrate._history_lines(skipped) == ["History: --no-history: nothing"]
+
+
+def activities(url: str) -> list:
+    return query(url, "SELECT id, timestamp, user_id, activity_type, data "
+                      "FROM activity ORDER BY id")
+
+
+def test_skip_upgrade_then_upgrade_gives_the_same_activities(
+        migrated, make_database, ini):
+    """The data migrations committed in one run (--skip-upgrade), CKAN's
+    upgrade in a later one: the history is built in the first, from the
+    site as it was, and its timestamps survive 085 in the second."""
+    url = make_database()
+    build_site(url)
+    first = run_migrate(ini, url, "--skip-upgrade")
+    assert first["history"]["completed"] == REVISIONS - 1
+    second = run_migrate(ini, url, zone="Europe/London")
+    assert second["history"]["completed"] == 0
+    assert second["history"]["left"] == {
+        "its data already holds the whole dataset": REVISIONS}
+    assert activities(url) == activities(migrated["url"])
