@@ -15,20 +15,33 @@ def _metadata():
     return ckan.model.repo.metadata
 
 
-def _include_name(name, type_, parent_names) -> bool:
-    """CKAN's env.py filter: extensions' version tables, and the tracking
-    and activity tables when their plugin is not loaded, are left out."""
+# Tables a plugin's model adds to CKAN's MetaData when its module is
+# imported; they stay there after the plugin is unloaded (in one process,
+# as in a test session), so they count only while the plugin is loaded.
+PLUGIN_TABLES = {"tracking_raw": "tracking", "tracking_summary": "tracking",
+                 "activity": "activity", "activity_detail": "activity"}
+
+
+def _table_counts(name: str) -> bool:
     from ckan.plugins import plugin_loaded
 
+    plugin = PLUGIN_TABLES.get(name)
+    return plugin is None or plugin_loaded(plugin)
+
+
+def _include_name(name, type_, parent_names) -> bool:
+    """CKAN's env.py filter, for what the database holds: extensions'
+    version tables, and the plugins' tables when their plugin is not
+    loaded, are left out."""
     if type_ != "table":
         return True
-    if name.endswith("_alembic_version"):
-        return False
-    if name in ("tracking_raw", "tracking_summary"):
-        return plugin_loaded("tracking")
-    if name in ("activity", "activity_detail"):
-        return plugin_loaded("activity")
-    return True
+    return not name.endswith("_alembic_version") and _table_counts(name)
+
+
+def _include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """The same filter for what the model holds."""
+    table = obj if type_ == "table" else getattr(obj, "table", None)
+    return table is None or _table_counts(table.name)
 
 
 def differences(connection: Connection) -> list[tuple]:
@@ -37,7 +50,8 @@ def differences(connection: Connection) -> list[tuple]:
     from alembic.migration import MigrationContext
 
     context = MigrationContext.configure(
-        connection, opts={"include_name": _include_name})
+        connection, opts={"include_name": _include_name,
+                          "include_object": _include_object})
     flat = []
     for diff in compare_metadata(context, _metadata()):
         flat.extend(diff if isinstance(diff, list) else [diff])

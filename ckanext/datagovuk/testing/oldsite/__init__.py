@@ -33,14 +33,15 @@ use.
 from .dump import content_checksum, write_dump
 from .known import (CONTINUITY_INDEXES, DGU_TABLES, HARVEST_TABLES, KNOWN_CASES,
                     LEGACY_VERSION, LEGACY_VERSIONS, MIN_DATASETS,
-                    OLD_HARVEST_TYPES, ORGANOGRAM_SCHEMA_CENTRAL,
+                    OLD_FILES_BASE_URL, OLD_HARVEST_TYPES, ORGANOGRAM_SCHEMA_CENTRAL,
                     ORGANOGRAM_SCHEMA_LOCAL, THEME_SLUGS)
 from .populate import generate, populate
 from .schema import build_schema
 
 __all__ = [
     "CONTINUITY_INDEXES", "DGU_TABLES", "HARVEST_TABLES", "KNOWN_CASES",
-    "LEGACY_VERSION", "LEGACY_VERSIONS", "MIN_DATASETS", "OLD_HARVEST_TYPES",
+    "LEGACY_VERSION", "LEGACY_VERSIONS", "MIN_DATASETS", "OLD_FILES_BASE_URL",
+    "OLD_HARVEST_TYPES",
     "ORGANOGRAM_SCHEMA_CENTRAL", "ORGANOGRAM_SCHEMA_LOCAL", "THEME_SLUGS",
     "build_schema", "content_checksum", "generate", "populate", "write_dump",
 ]
