@@ -6,31 +6,157 @@ The work is done by the modules named after it (``transfer``, ``runner``,
 from __future__ import annotations
 
 
+import sys
+
 import click
 
+from ckanext.datagovuk import output
 from ckanext.datagovuk.errors import OperatorError
 
 
 # -h too, as `paster help datagovuk` asks for help with -h.
 HELP_OPTIONS = ["-h", "--help"]
+# Where `--help` lists an option; the others are the command's own.
+OUTPUT_GROUP = "Output options"
+IMPORT_GROUP = "Import options"
+
+
+class GroupedCommand(click.Command):
+    """A command whose ``--help`` lists its options by group: its own, the
+    import's (shared by ``migrate --from``), then the output's."""
+
+    def format_options(self, ctx, formatter):
+        groups: dict[str, list] = {f"{self.name.capitalize()} options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record:
+                group = getattr(param, "help_group", None) \
+                    or next(iter(groups))
+                groups.setdefault(group, []).append(record)
+        for title, records in groups.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def option_group(group: str, options: list):
+    """A decorator adding ``options`` (click.option decorators), listed
+    under ``group`` by ``--help``."""
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+            command.__click_params__[-1].help_group = group
+        return command
+    return apply
+
+
+_OUTPUT_OPTIONS = [
+    click.option("-v", "--verbose", is_flag=True,
+                 help="Show the detail too: each revision of the schema "
+                      "upgrade, each table archived, each statement's "
+                      "count."),
+    click.option("-q", "--quiet", is_flag=True,
+                 help="Print only errors and the final table."),
+    click.option("--json", "as_json", is_flag=True,
+                 help="Print one JSON object on stdout ({ok, steps, error, "
+                      "...}), even on failure; progress goes to stderr."),
+]
+# -v, -q and --json: every command's.
+output_options = option_group(OUTPUT_GROUP, _OUTPUT_OPTIONS)
+
+
+class Run:
+    """One command's output: its progress while it runs, then its result
+    as text or as the one JSON object."""
+
+    def __init__(self, verbose: bool, quiet: bool, as_json: bool):
+        if verbose and quiet:
+            raise click.UsageError("-v and -q contradict each other: give "
+                                   "one")
+        self.as_json = as_json
+        self.verbose = verbose
+        # The command's fields known before a failure (a plan's lines).
+        self.fields: dict = {}
+        verbosity = (output.VERBOSE if verbose else
+                     output.QUIET if quiet else output.NORMAL)
+        self.progress = output.Progress(
+            verbosity, stream=sys.stderr if as_json else sys.stdout)
+
+    @classmethod
+    def start(cls, verbose: bool, quiet: bool, as_json: bool) -> "Run":
+        run = cls(verbose, quiet, as_json)
+        click.get_current_context().meta[RUN_KEY] = run
+        return run
+
+    def finish_plan(self, lines: list[str], title: str) -> None:
+        """A --plan: its lines; a refusal it predicts is the error (the
+        plan is still printed, and kept in the JSON)."""
+        from ckanext.datagovuk import transfer
+
+        self.fields = {"plan": lines}
+        refused = transfer.refusal(lines)
+        if refused is None:
+            self.finish(self.fields, "\n".join([title, *lines]))
+            return
+        if not self.as_json:
+            click.echo("\n".join([title, *lines]))
+        raise OperatorError(f"the plan stops at a refusal: {refused}")
+
+    def finish(self, fields=None, text: str = "", next_steps=(),
+               notes=()) -> None:
+        self.progress.clear_live()
+        result = output.Result(ok=True, steps=self.progress.steps,
+                               fields=output.plain(fields or {}), text=text,
+                               next_steps=list(next_steps), notes=list(notes))
+        click.echo(result.to_json() if self.as_json
+                   else result.to_text(self.verbose))
+
+    def fail(self, message: str) -> None:
+        result = output.Result(ok=False, steps=self.progress.steps,
+                               error=message, fields=self.fields)
+        click.echo(result.to_json())
+
+
+RUN_KEY = "datagovuk.run"
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    """--json among the command's arguments, for an error found before
+    the command could start its run (a usage error)."""
+    return "--json" in [*getattr(ctx, "protected_args", []), *ctx.args]
 
 
 class OperatorErrorGroup(click.Group):
     """Runs each command so that an ``OperatorError`` or a usage error
-    becomes one line on stderr and a non-zero exit status, never a
-    traceback or click's three-line usage message."""
+    becomes one line on stderr and a non-zero exit status (2 for usage),
+    never a traceback or click's three-line usage message; with --json
+    the one JSON object on stdout says it too."""
+
+    command_class = GroupedCommand
 
     def invoke(self, ctx):
+        wants_json = _wants_json(ctx)
         try:
             return super().invoke(ctx)
         except OperatorError as error:
-            click.echo(f"Error: {error}", err=True)
+            self._report(ctx, str(error), wants_json)
             ctx.exit(error.exit_code)
         except click.UsageError as error:
             where = error.ctx.command_path if error.ctx else ctx.command_path
-            click.echo(f"Error: {error.format_message()} (see '{where} "
-                       "--help')", err=True)
+            self._report(ctx, f"{error.format_message()} (see '{where} "
+                         "--help')", wants_json)
             ctx.exit(error.exit_code)
+
+    @staticmethod
+    def _report(ctx, message: str, wants_json: bool) -> None:
+        run = ctx.meta.get(RUN_KEY)
+        if run is not None:
+            run.progress.clear_live()
+        click.echo(f"Error: {message}", err=True)
+        if run is not None and run.as_json:
+            run.fail(message)
+        elif run is None and wants_json:
+            click.echo(output.Result(ok=False, error=message).to_json())
 
 
 @click.group(cls=OperatorErrorGroup, short_help="Move an old CKAN (data.gov.uk 2.2) site to this CKAN.",
@@ -50,7 +176,8 @@ def datagovuk():
               help="The sysadmins the migration demoted (and who still exist).")
 @click.option("--configured", is_flag=True,
               help="The users of the setting ckanext.datagovuk.sysadmins.")
-def promote(users, demoted, configured):
+@output_options
+def promote(users, demoted, configured, verbose, quiet, as_json):
     """Promote USERS (names, ids or unambiguous emails) to sysadmin.
 
     All or nothing: an unknown or deleted user means nobody is promoted.
@@ -58,24 +185,21 @@ def promote(users, demoted, configured):
     """
     from ckanext.datagovuk import sysadmins
 
+    run = Run.start(verbose, quiet, as_json)
     result = sysadmins.promote(users, demoted=demoted, configured=configured)
-    click.echo(sysadmins.format_result(result))
+    run.finish(result, sysadmins.format_result(result))
 
 
 @datagovuk.command(short_help="Where this database stands, and what to run next.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def status(as_json):
+@output_options
+def status(verbose, quiet, as_json):
     """Schema version, pending migrations, data migrations applied and
     pending, sysadmins still to promote, counts, and the next command."""
-    import json
-
     from ckanext.datagovuk import status as database_status
 
+    run = Run.start(verbose, quiet, as_json)
     result = database_status.collect()
-    if as_json:
-        click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
-    else:
-        click.echo(database_status.format_text(result))
+    run.finish(result, database_status.format_text(result))
 
 
 @datagovuk.command(short_help="Rebuild the search index into a new core, then swap it in.")
@@ -87,7 +211,9 @@ def status(as_json):
               help="Indexing processes (default: the number of CPUs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=250,
               show_default=True, help="Datasets sent to Solr per request.")
-def reindex(configset, drop_old, workers, batch_size):
+@output_options
+def reindex(configset, drop_old, workers, batch_size, verbose, quiet,
+            as_json):
     """Index every dataset CKAN indexes (active, private and draft) with
     CKAN's own indexer into a new Solr core, created through CoreAdmin on
     the node of solr_url while the live core keeps serving; check that it
@@ -101,11 +227,17 @@ def reindex(configset, drop_old, workers, batch_size):
 
     from ckanext.datagovuk import reindex as search_index
 
-    result = search_index.reindex(
-        config["solr_url"], configset=configset, drop_old=drop_old,
-        workers=workers or os.cpu_count() or 1, batch_size=batch_size,
-        user=config.get("solr_user"), password=config.get("solr_password"))
-    click.echo(search_index.format_result(result))
+    run = Run.start(verbose, quiet, as_json)
+    with run.progress.step("reindex") as step:
+        result = search_index.reindex(
+            config["solr_url"], configset=configset, drop_old=drop_old,
+            workers=workers or os.cpu_count() or 1, batch_size=batch_size,
+            progress_stream=(open(os.devnull, "w") if quiet
+                             else run.progress.stream),
+            user=config.get("solr_user"),
+            password=config.get("solr_password"))
+        step.result = f"{result['datasets']} datasets"
+    run.finish(result, search_index.format_result(result))
 
 
 class ConfiguredDatabase:
@@ -113,8 +245,9 @@ class ConfiguredDatabase:
     runs ``import`` without building CKAN's app (whose start-up would need
     the database to exist already)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, config_path: str | None = None):
         self.url = url
+        self.config_path = config_path
 
 
 def _import_target_url(ctx: click.Context) -> str:
@@ -130,13 +263,6 @@ def _import_target_url(ctx: click.Context) -> str:
     model.Session.remove()
     model.meta.engine.dispose()
     return url
-
-
-def import_options(command):
-    """The options of ``import``, shared with ``migrate --from``."""
-    for option in reversed(_IMPORT_OPTIONS):
-        command = option(command)
-    return command
 
 
 _IMPORT_OPTIONS = [
@@ -214,6 +340,8 @@ _IMPORT_OPTIONS = [
                       "lacks CREATEDB (or for extensions only a superuser may "
                       "create). The URL itself is never an argument."),
 ]
+# The options of ``import``, shared with ``migrate --from``.
+import_options = option_group(IMPORT_GROUP, _IMPORT_OPTIONS)
 
 
 def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
@@ -285,8 +413,6 @@ def _check_import_usage(source_text: str, options) -> None:
                   "keep-oldest: the oldest account keeps the address, the "
                   "others' is cleared and recorded in "
                   "datagovuk.email_clash_resolutions.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the report as JSON instead of text.")
 @click.option("--from", "source", metavar="SOURCE",
               help="The whole move in one run: import SOURCE (as `import` "
                    "takes it) into a staging database, migrate it there, "
@@ -299,10 +425,11 @@ def _check_import_usage(source_text: str, options) -> None:
                    "and pg_restore command lines (passwords hidden), and "
                    "change nothing.")
 @import_options
+@output_options
 @click.pass_context
 def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
-            migrations_dir, resolve_email_clash, as_json, source, plan,
-            **import_args):
+            migrations_dir, resolve_email_clash, source, plan, verbose,
+            quiet, as_json, **import_args):
     """Turn the imported old-site (CKAN 2.2; with --no-data-migrations any
     legacy CKAN) database into one this CKAN runs on, in ONE transaction on
     the configured database:
@@ -332,26 +459,24 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
     ckan.site_id. Afterwards: `datagovuk promote --demoted` and
     `ckan search-index rebuild`.
     """
-    import json
-
     from ckanext.datagovuk import migrate as migration
 
+    run = Run.start(verbose, quiet, as_json)
     options = migration.MigrationOptions(
         dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
         migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash,
-        data_migrations=not no_data_migrations)
+        data_migrations=not no_data_migrations,
+        config_path=_config_path(ctx))
     if no_data_migrations and skip_upgrade:
         raise click.UsageError("--no-data-migrations with --skip-upgrade "
                                "would do nothing: give one of them")
     if plan and not source:
         raise click.UsageError("--plan goes with --from SOURCE")
-    if source and as_json:
-        raise click.UsageError("--json does not go with --from")
     if source and dry_run:
         raise click.UsageError("--dry-run does not go with --from: --plan "
                                "shows what it would do")
     if source:
-        _migrate_from(ctx, source, options, plan, import_args)
+        _migrate_from(ctx, run, source, options, plan, import_args)
         return
     given = [f"--{name.replace('_', '-')}" for name in import_args
              if ctx.get_parameter_source(name)
@@ -360,12 +485,20 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
         raise click.UsageError(f"{', '.join(given)} only go with --from")
     # Progress shares stdout with the report, so that a failure's stderr
     # is the one `Error:` line; with --json stdout is the JSON alone.
-    report = migration.migrate_from_config(
-        options, progress=lambda message: click.echo(message, err=as_json))
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
-    else:
-        click.echo(report.to_text())
+    report = migration.migrate_from_config(options, progress=run.progress)
+    committed = report.outcome == "committed"
+    run.finish(report.to_dict(), report.to_text(verbose),
+               report.next_steps if committed else (),
+               report.notes if committed else ())
+
+
+def _config_path(ctx) -> str | None:
+    """The config file in use, for the commands a report suggests."""
+    configured = ctx.find_object(ConfiguredDatabase)
+    if configured is not None and configured.config_path:
+        return configured.config_path
+    from ckan.common import config
+    return config.get("__file__")
 
 
 def _configured_url(ctx) -> str:
@@ -376,7 +509,7 @@ def _configured_url(ctx) -> str:
     return configured.url if configured else config.get("sqlalchemy.url")
 
 
-def _migrate_from(ctx, source, options, plan, import_args):
+def _migrate_from(ctx, run, source, options, plan, import_args):
     from ckan.common import config
 
     from ckanext.datagovuk import pipeline
@@ -387,17 +520,17 @@ def _migrate_from(ctx, source, options, plan, import_args):
     if isinstance(plugins, str):
         plugins = plugins.split()
     if plan:
-        click.echo("migrate --from would, changing nothing now:")
-        for line in pipeline.plan(source, _configured_url(ctx),
-                                  import_options_,
-                                  options, list(plugins), config):
-            click.echo(line)
+        run.finish_plan(pipeline.plan(source, _configured_url(ctx),
+                                      import_options_, options,
+                                      list(plugins), config),
+                        "migrate --from would, changing nothing now:")
         return
     target_url = _import_target_url(ctx)
     report = pipeline.migrate_from(source, target_url, import_options_,
                                    options, list(plugins), config,
-                                   echo=click.echo)
-    click.echo(report.to_text())
+                                   echo=run.progress)
+    run.finish(report.to_dict(), report.to_text(run.verbose),
+               report.migration.next_steps, report.migration.notes)
 
 
 @datagovuk.command("import", short_help="Load the old site's database (over ssh or from a dump), all or nothing.")
@@ -406,10 +539,12 @@ def _migrate_from(ctx, source, options, plan, import_args):
 @click.option("--plan", is_flag=True,
               help="Print the programs the import would run (ssh, pg_dump, "
                    "tar, pg_restore, the swap) and change nothing.")
+@output_options
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
             ssh_options, remote_pg_dump, keep_dump, jobs, remote_format,
-            compress, remote_tmpdir, replace, drop_old, admin_url_env, plan):
+            compress, remote_tmpdir, replace, drop_old, admin_url_env, plan,
+            verbose, quiet, as_json):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
@@ -440,19 +575,19 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
     """
     from ckanext.datagovuk import transfer
 
+    run = Run.start(verbose, quiet, as_json)
     options = _import_options_from(
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
         remote_pg_dump, keep_dump, jobs, remote_format, compress,
         remote_tmpdir, replace, drop_old, admin_url_env)
     _check_import_usage(source, options)
     if plan:
-        click.echo("import would, changing nothing now:")
-        for line in transfer.plan(source, _configured_url(ctx), options):
-            click.echo(f"  {line}")
+        run.finish_plan([f"  {line}" for line in transfer.plan(
+            source, _configured_url(ctx), options)],
+            "import would, changing nothing now:")
         return
     target_url = _import_target_url(ctx)
     # Progress goes to stdout: stderr is kept for the one-line error.
     result = transfer.import_database(source, target_url, options,
-                                     echo=click.echo)
-    for line in result.summary_lines():
-        click.echo(line)
+                                     echo=run.progress)
+    run.finish(result, "\n".join(result.summary_lines()))

@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
+import textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from sqlalchemy import create_engine, exc, inspect
+from sqlalchemy import create_engine, exc, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import archive, db, preflight, runner, traps, upgrade
+from ckanext.datagovuk import (archive, db, output, preflight, runner,
+                               status, traps, upgrade)
 from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
 # pg_advisory lock key shared by every `datagovuk migrate` ("dgumigr").
@@ -45,12 +46,22 @@ LOCK_KEY = 0x6467756D69677200
 
 Progress = Callable[[str], None]
 
-NEXT_STEPS = [
-    "promote the sysadmins again: ckan -c CKAN_INI datagovuk promote "
-    "--demoted (or --configured / NAMES)",
-    "rebuild the search index: ckan -c CKAN_INI search-index rebuild",
-    "enable the datagovuk plugin and the site's plugins in ckan.plugins if "
-    "they were disabled for the upgrade",
+def next_steps(config_path: Optional[str]) -> list[str]:
+    """What to do after a committed migration, with the commands for the
+    config at ``config_path``."""
+    return [
+        "promote the sysadmins again: "
+        + status.command_line("promote --demoted", config_path)
+        + " (or --configured / NAMES)",
+        "rebuild the search index: "
+        + status.command_line("search-index rebuild", config_path),
+        "enable the datagovuk plugin and the site's plugins in ckan.plugins "
+        "if they were disabled for the upgrade",
+    ]
+
+
+# What the operator may need to know after a committed migration (-v).
+NOTES = [
     "never moved by this command: the datastore database, the uploaded "
     "files under ckan.storage_path, the Solr index",
     "the archived tables are in the schema datagovuk_legacy (drop it with "
@@ -68,6 +79,8 @@ class MigrationOptions:
     # False (--no-data-migrations): the pending data migrations are
     # recorded as skipped, not run; any legacy CKAN can then be upgraded.
     data_migrations: bool = True
+    # The config the suggested next commands name (None: $CKAN_INI).
+    config_path: Optional[str] = None
 
 
 @dataclass
@@ -92,12 +105,13 @@ class MigrationReport:
     timings: list[tuple[str, float]] = field(default_factory=list)
     outcome: str = ""
     next_steps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_text(self) -> str:
-        return format_report(self)
+    def to_text(self, verbose: bool = True) -> str:
+        return format_report(self, verbose)
 
 
 # Counts --------------------------------------------------------------------
@@ -110,9 +124,13 @@ def _scalar(connection: Connection, sql: str) -> int:
     return int(connection.exec_driver_sql(sql).scalar() or 0)
 
 
-def counts(connection: Connection) -> dict[str, int]:
+def counts(connection: Connection, site_user: Optional[str] = None
+           ) -> dict[str, int]:
     """What an operator checks before and after: works on the 2.2 schema
-    and on CKAN 2.12's (extras in package_extra, then package.extras)."""
+    and on CKAN 2.12's (extras in package_extra, then package.extras).
+    Users and sysadmins are people, as ``status`` and ``promote`` count
+    them: not CKAN's pseudo users nor ``site_user``."""
+    not_people = [*status.PSEUDO_USERS, *([site_user] if site_user else [])]
     if not (_has(connection, "package") and _has(connection, "user")):
         return {}
     found = {}
@@ -126,11 +144,10 @@ def counts(connection: Connection) -> dict[str, int]:
     found["organisations (active)"] = _scalar(
         connection, 'SELECT count(*) FROM "group" WHERE is_organization '
         "AND state = 'active'")
-    found["users (active)"] = _scalar(
-        connection, 'SELECT count(*) FROM "user" WHERE state = \'active\'')
-    found["sysadmins"] = _scalar(
-        connection, 'SELECT count(*) FROM "user" WHERE sysadmin '
-        "AND state = 'active'")
+    found["users (active)"], found["sysadmins"] = connection.execute(text(
+        'SELECT count(*), count(*) FILTER (WHERE sysadmin) FROM "user" '
+        "WHERE state = 'active' AND name <> ALL(:not_people)"),
+        {"not_people": not_people}).one()
     found["tags"] = _scalar(connection, "SELECT count(*) FROM tag") \
         if _has(connection, "tag") else 0
     if _has(connection, "package_extra"):
@@ -196,7 +213,8 @@ def take_lock(connection: Connection) -> None:
 
 
 class _Steps:
-    """Times the steps of the run and says which one failed."""
+    """Times the steps of the run (as :func:`output.step`) and says which
+    one failed."""
 
     def __init__(self, report: MigrationReport, progress: Progress):
         self.report, self.progress, self.current = report, progress, None
@@ -204,14 +222,11 @@ class _Steps:
     @contextmanager
     def __call__(self, name: str):
         self.current = name
-        self.progress(f"{name} ...")
-        started = time.monotonic()
-        yield
-        seconds = time.monotonic() - started
-        self.report.timings.append((name, round(seconds, 3)))
-        # Two decimals: the benchmark reads these, and a small site's data
-        # migration takes under a second.
-        self.progress(f"{name}: done in {seconds:.2f} s")
+        with output.step(self.progress, name) as step:
+            yield step
+        # Three decimals: the benchmark reads these, and a small site's
+        # data migration takes under a second.
+        self.report.timings.append((name, round(step.seconds, 3)))
         self.current = None
 
 
@@ -242,11 +257,8 @@ def migrate(url: str, plugins: list[str], settings: dict[str, str],
                     transaction.rollback()
                     report.outcome = "dry run: rolled back, nothing changed"
                 else:
-                    steps.current = "commit"
-                    started = time.monotonic()
-                    transaction.commit()
-                    report.timings.append(
-                        ("commit", round(time.monotonic() - started, 3)))
+                    with steps("commit"):
+                        transaction.commit()
                     report.outcome = "committed"
             except BaseException as error:
                 try:
@@ -288,7 +300,7 @@ def _run(connection: Connection, report: MigrationReport,
          plugins: list[str], settings: dict[str, str],
          options: MigrationOptions, steps: _Steps,
          progress: Progress) -> None:
-    with steps("pre-flight"):
+    with steps("pre-flight") as step:
         take_lock(connection)
         # JIT compiling the big one-off statements costs more than it
         # saves (measured: 0.8 s of a 0.9 s DELETE in the 074 fix).
@@ -300,23 +312,29 @@ def _run(connection: Connection, report: MigrationReport,
                                 options.data_migrations)
         report.state = state.describe()
         report.schema_before = upgrade.describe_version(connection)
-        report.counts_before = counts(connection)
+        report.counts_before = counts(connection,
+                                      settings.get(runner.SITE_USER_GUC))
         report.traps = traps.find_traps(connection, plugins,
                                         options.resolve_email_clash)
         demoted_before = demoted_sysadmins(connection)
-        progress(f"  {report.state}; {len(pending)} data migration(s) "
-                 f"pending; {len(report.traps)} upgrade trap(s) found")
+        step.result = (f"{report.schema_before}; {len(pending)} data "
+                       f"migration(s) pending; {len(report.traps)} upgrade "
+                       "trap(s)")
+        progress(f"  {report.state}; {step.result}")
 
-    with steps("statistics"):
+    with steps("statistics") as step:
         report.analyzed = analyze_tables_without_statistics(connection)
+        step.result = f"{len(report.analyzed)} table(s) analyzed"
         if report.analyzed:
             progress(f"  {len(report.analyzed)} tables had no planner "
                      "statistics (a fresh restore): analyzed them with "
                      f"statistics target {FIRST_STATISTICS_TARGET}")
 
     if not options.skip_upgrade:
-        with steps("room for rewrites"):
+        with steps("room for rewrites") as step:
             report.room = upgrade.make_room_for_rewrites(connection)
+            step.result = ", ".join(room.table for room in report.room) \
+                or "none needed"
             for room in report.room:
                 progress(f"  {room.table}: rewritten with fillfactor "
                          f"{room.fillfactor} ({room.bytes_before >> 20} MB -> "
@@ -328,12 +346,14 @@ def _run(connection: Connection, report: MigrationReport,
         # upgrade drops and the tags as they were, not as the data
         # migrations leave them (they delete tags, extras with their
         # history, users with their old authorization rows).
-        with steps("archive history"):
+        with steps("archive history") as step:
             report.archive = archive.copy_history(
                 connection, plugins, archive_dropped=options.archive,
                 progress=progress)
+            step.result = (f"{len(report.archive.named('copied'))} "
+                           f"table(s) copied to {report.archive.schema}")
 
-    with steps("data migrations"):
+    with steps("data migrations") as step:
         if options.data_migrations:
             report.data_migrations = runner.apply_pending(
                 connection, options.migrations_dir, settings,
@@ -345,25 +365,37 @@ def _run(connection: Connection, report: MigrationReport,
         report.demoted = sorted(
             (name, user_id) for user_id, name in demoted_after.items()
             if user_id not in demoted_before)
+        step.result = (f"{len(report.data_migrations)} applied"
+                       if options.data_migrations else
+                       f"{len(report.skipped_migrations)} skipped") + (
+            f", {len(report.demoted)} sysadmin(s) demoted"
+            if report.demoted else "")
 
     if not options.skip_upgrade:
         # Before the fixes: the tables CKAN does not know leave public, the
         # related items are emptied for revision 083.
-        with steps("archive"):
+        with steps("archive") as step:
             report.archive = archive.archive(
                 connection, plugins, archive_dropped=options.archive,
                 progress=progress, result=report.archive)
-        with steps("upgrade fixes"):
+            step.result = (f"{len(report.archive.named('moved'))} "
+                           f"table(s) moved to {report.archive.schema}")
+        with steps("upgrade fixes") as step:
             report.fixes = traps.fix_traps(
                 connection, plugins, options.resolve_email_clash, progress)
-        with steps("schema upgrade"):
+            step.result = f"{len(report.fixes)} fix(es)"
+        with steps("schema upgrade") as step:
             report.upgrade = upgrade.upgrade(connection, plugins, progress)
             upgrade.reset_room(connection, report.room)
+            step.result = (f"{len(report.upgrade.revisions)} revision(s), "
+                           f"now {report.upgrade.version_after}")
     report.schema_after = upgrade.describe_version(connection)
-    report.counts_after = counts(connection)
-    report.next_steps = list(NEXT_STEPS)
+    report.counts_after = counts(connection,
+                                 settings.get(runner.SITE_USER_GUC))
+    report.next_steps = next_steps(options.config_path)
+    report.notes = list(NOTES)
     if report.room:
-        report.next_steps.append(
+        report.notes.append(
             "optional: " + ", ".join(room.table for room in report.room)
             + " keep the free space left for the upgrade's rewrites until "
             "VACUUM FULL " + ", ".join(room.table for room in report.room)
@@ -376,7 +408,47 @@ def _run(connection: Connection, report: MigrationReport,
 
 # The report ----------------------------------------------------------------
 
-def format_report(report: MigrationReport) -> str:
+def format_summary(report: MigrationReport) -> str:
+    """The report in a few lines: what changed, not how."""
+    lines = [f"Migration of {report.database}: {report.outcome}; schema "
+             f"version: {report.schema_before} -> {report.schema_after}",
+             _data_migrations_line(report)]
+    pairs = [f"{name} {report.counts_before.get(name, '-')} -> "
+             f"{report.counts_after.get(name, '-')}" for name in dict.fromkeys(
+                 [*report.counts_before, *report.counts_after])
+             if report.counts_before.get(name)
+             != report.counts_after.get(name)]
+    if pairs:
+        lines += textwrap.wrap("Counts that changed: " + ", ".join(pairs),
+                               100, subsequent_indent="  ")
+    if report.demoted:
+        lines.append(f"Demoted sysadmins ({len(report.demoted)}): "
+                     + ", ".join(name for name, _ in report.demoted))
+    if report.fixes:
+        lines.append(f"Upgrade fixes applied: {len(report.fixes)} ("
+                     + ", ".join(fix.name for fix in report.fixes) + ")")
+    if report.archive and report.archive.tables:
+        lines.append(f"Archived in {report.archive.schema}: "
+                     f"{len(report.archive.named('copied'))} table(s) "
+                     f"copied, {len(report.archive.named('moved'))} moved "
+                     "(-v lists them)")
+    return "\n".join(lines)
+
+
+def _data_migrations_line(report: MigrationReport) -> str:
+    if report.skipped_migrations:
+        return ("Data migrations: none run (--no-data-migrations); "
+                "recorded as skipped: " + ", ".join(report.skipped_migrations))
+    if not report.data_migrations:
+        return "Data migrations: nothing to apply"
+    return "Data migrations: " + ", ".join(
+        f"{applied.name} ({applied.duration_seconds:.1f} s)"
+        for applied in report.data_migrations)
+
+
+def format_report(report: MigrationReport, verbose: bool = True) -> str:
+    if not verbose:
+        return format_summary(report)
     lines = [f"Migration of {report.database}: {report.outcome}",
              f"  database: {report.state}",
              f"  schema version: {report.schema_before} -> "
@@ -388,15 +460,9 @@ def format_report(report: MigrationReport) -> str:
             before = report.counts_before.get(name, "-")
             after = report.counts_after.get(name, "-")
             lines.append(f"  {name:<24} {before!s:>8} -> {after!s:>8}")
-    if report.skipped_migrations:
-        lines.append("Data migrations: none run (--no-data-migrations); "
-                     "recorded as skipped: "
-                     + ", ".join(report.skipped_migrations))
-    else:
-        lines.append("Data migrations:" if report.data_migrations
-                     else "Data migrations: nothing to apply")
+    lines.append(_data_migrations_line(report))
     for applied in report.data_migrations:
-        lines.append(f"  {applied.name} ({applied.duration_seconds:.1f} s)")
+        lines.append(f"  {applied.name}:")
         lines.extend(f"    {step}" for step in applied.steps)
     if report.demoted:
         lines.append(f"Demoted sysadmins ({len(report.demoted)}; promote "
@@ -448,12 +514,6 @@ def format_report(report: MigrationReport) -> str:
                              f": {step.seconds:.1f} s")
         for plugin, (before, after) in result.plugins.items():
             lines.append(f"  plugin {plugin}: {before or 'none'} -> {after}")
-    lines.append("Time per step:")
-    lines.extend(f"  {name}: {seconds:.1f} s" for name, seconds
-                 in report.timings)
-    if report.next_steps and report.outcome == "committed":
-        lines.append("Next steps:")
-        lines.extend(f"  - {step}" for step in report.next_steps)
     return "\n".join(lines)
 
 

@@ -9,14 +9,14 @@ and the site's database is exactly as it was: never half-migrated.
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import db, migrate, runner, settings, sysadmins, transfer
+from ckanext.datagovuk import (db, migrate, output, runner, settings,
+                               sysadmins, transfer)
 from ckanext.datagovuk.errors import OperatorError
 
 Echo = Callable[[str], None]
@@ -29,22 +29,30 @@ class PipelineReport:
     promotion: Optional[sysadmins.PromotionResult] = None
     timings: list[tuple[str, float]] = field(default_factory=list)
 
-    def to_text(self) -> str:
-        lines = ["", "== migrate --from: report"]
+    def to_dict(self) -> dict:
+        return {"import": self.import_result, "migration":
+                self.migration.to_dict() if self.migration else None,
+                "promotion": self.promotion, "timings": self.timings}
+
+    def to_text(self, verbose: bool = False) -> str:
+        """The report: the import and the migration in short (in full
+        with ``verbose``) and the sysadmins; the steps' table is the
+        caller's."""
+        lines = []
         if self.import_result:
-            lines += ["", "Import:"] + [
-                "  " + line for line in self.import_result.summary_lines()]
+            summary = self.import_result.summary_lines()
+            lines += summary if verbose else summary[:1]
         if self.migration:
-            lines += ["", self.migration.to_text()]
-        lines += ["", "Sysadmins:"]
-        if self.promotion:
-            lines.append("  " + sysadmins.format_result(
-                self.promotion).replace("\n", "\n  "))
+            lines.append(self.migration.to_text(verbose))
+        if self.promotion and verbose:
+            lines.append(sysadmins.format_result(self.promotion))
+        elif self.promotion:
+            lines.append("Promoted (configured): " + (", ".join(
+                self.promotion.promoted_names) or "nobody new")
+                + "; sysadmins now: " + (", ".join(self.promotion.after)
+                                         or "none"))
         else:
-            lines.append(f"  none configured ({settings.SYSADMINS}); run "
-                         "`datagovuk promote --demoted` or name the users")
-        lines += ["", "Time of each step: " + ", ".join(
-            f"{name} {seconds:.1f} s" for name, seconds in self.timings)]
+            lines.append(f"Sysadmins: none configured ({settings.SYSADMINS})")
         return "\n".join(lines)
 
 
@@ -64,24 +72,17 @@ def _model_session_on(url: str):
         engine.dispose()
 
 
-@contextlib.contextmanager
-def _step(report: PipelineReport, name: str, echo: Echo):
-    echo(f"\n== {name}")
-    started = time.monotonic()
-    yield
-    seconds = time.monotonic() - started
-    report.timings.append((name, seconds))
-    echo(f"== {name}: done in {seconds:.1f} s")
-
-
 def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
          migration_options: migrate.MigrationOptions, plugins: list[str],
          config) -> list[str]:
     """What ``migrate --from`` would do, step by step; changes nothing."""
     steps = [f"1. import {source} into a staging database next to "
              f"{db.safe_url(target_url)}:"]
-    steps += ["     " + line for line in transfer.plan(
-        source, target_url, import_options)]
+    # The import's swap (or refusal) is step 4 here: it waits for steps
+    # 2 and 3.
+    lines = transfer.plan(source, target_url, import_options)
+    swap = lines.pop()
+    steps += ["     " + line for line in lines]
     migrations = ", ".join(
         m.name for m in runner.discover(migration_options.migrations_dir))
     steps.append("2. in the staging database, in one transaction: the "
@@ -98,11 +99,7 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
     configured = settings.get(settings.SYSADMINS, config)
     steps.append("3. promote " + (", ".join(configured) if configured else
                                   f"nobody ({settings.SYSADMINS} is empty)"))
-    steps.append(f"4. swap the staging database in as "
-                 f"{db.parse(target_url).database}"
-                 + (" (the old one kept under a backup name)"
-                    if import_options.replace and not import_options.drop_old
-                    else ""))
+    steps.append(f"4. {swap}")
     return steps
 
 
@@ -118,21 +115,25 @@ def migrate_from(source: str, target_url: str,
     configured = settings.get(settings.SYSADMINS, config)
 
     def finish_in_staging(staging_url: str) -> None:
-        with _step(report, "migrate (in the staging database)", echo):
+        with output.step(echo, "migrate", steps) as step:
             report.migration = migrate.migrate(
                 staging_url, plugins, migration_settings, migration_options,
                 progress=echo)
+            # The staging database becomes the target with the swap.
+            report.migration.database = db.safe_url(target_url)
+            step.result = (f"{report.migration.schema_before} -> "
+                           f"{report.migration.schema_after}")
         if configured and not migration_options.skip_upgrade:
-            with _step(report, "promote --configured", echo), \
+            with output.step(echo, "promote --configured", steps) as step, \
                     _model_session_on(staging_url):
                 report.promotion = sysadmins.promote(configured=True)
+                step.result = ", ".join(report.promotion.promoted_names) \
+                    or "nobody new"
 
-    with _step(report, f"import {source}", echo):
-        report.import_result = transfer.import_database(
-            source, target_url, import_options, echo=echo,
-            before_swap=finish_in_staging)
-    # The import's time includes the steps run before its swap.
-    name, total = report.timings.pop()
-    nested = sum(seconds for _, seconds in report.timings)
-    report.timings.insert(0, (name, total - nested))
+    steps: list[output.Step] = []
+    report.import_result = transfer.import_database(
+        source, target_url, import_options, echo=echo,
+        before_swap=finish_in_staging)
+    report.timings = [*report.import_result.phases,
+                      *((step.name, step.seconds) for step in steps)]
     return report

@@ -72,6 +72,14 @@ def _tables(connection: Connection, schema: str) -> set[str]:
         "WHERE table_schema = :schema"), {"schema": schema}).scalars())
 
 
+def _any_tables(connection: Connection) -> bool:
+    return connection.exec_driver_sql(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE "
+        "table_schema NOT IN ('pg_catalog', 'information_schema') "
+        "AND table_schema NOT LIKE 'pg_toast%%' "
+        "AND table_schema NOT LIKE 'pg_temp%%')").scalar()
+
+
 def _revision_ordinal(script: ScriptDirectory, revision: str) -> Optional[int]:
     """CKAN numbers its revision files (``109_9445ce34fc23_...``)."""
     try:
@@ -182,7 +190,10 @@ def database_state(connection: Connection,
                      at_head=count == 0, pending_core_migrations=count > 0,
                      pending_core_count=count)
     else:
-        state["kind"] = "empty" if not public else "not-ckan"
+        # Empty as `import` counts it: no table in any schema (tables
+        # elsewhere than public make it refuse without --replace too).
+        state["kind"] = ("empty" if not public and not _any_tables(connection)
+                         else "not-ckan")
         return state
     if state["kind"] == "alembic":
         state["pending_plugin_migrations"] = _plugin_pending(connection, plugins)
