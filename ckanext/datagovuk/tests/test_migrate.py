@@ -127,6 +127,18 @@ def test_report_names_versions_steps_demotions_and_next_steps(migrated):
     assert re.search(r"\n  core \w+ .*\([\d.]+ s\)\n", out)
 
 
+def test_the_traps_list_counts_the_email_clashes_the_decision_settled(
+        migrated):
+    # One figure: the addresses that clash once the data migrations ran,
+    # which the error without a decision names too.
+    out = migrated["result"].stdout
+    listed = int(re.search(r"\n  email-clashes: (\d+) ", out).group(1))
+    settled = query(migrated["url"], "SELECT count(DISTINCT lower(email)) "
+                    "FROM datagovuk.email_clash_resolutions")[0][0]
+    assert listed == settled >= 1
+    assert "needs a decision" not in out
+
+
 def test_by_default_the_report_is_short_and_ends_with_the_table(
         migrated_with_paster):
     out = migrated_with_paster["result"].stdout
