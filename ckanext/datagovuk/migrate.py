@@ -437,14 +437,17 @@ def format_summary(report: MigrationReport) -> str:
     if report.demoted:
         lines.append(f"Demoted sysadmins ({len(report.demoted)}): "
                      + ", ".join(name for name, _ in report.demoted))
+    done = []
     if report.fixes:
-        lines.append(f"Upgrade fixes applied: {len(report.fixes)} ("
-                     + ", ".join(fix.name for fix in report.fixes) + ")")
+        done.append(f"upgrade fixes: {len(report.fixes)} ("
+                    + ", ".join(fix.name for fix in report.fixes) + ")")
     if report.archive and report.archive.tables:
-        lines.append(f"Archived in {report.archive.schema}: "
-                     f"{len(report.archive.named('copied'))} table(s) "
-                     f"copied, {len(report.archive.named('moved'))} moved "
-                     "(-v lists them)")
+        done.append(f"archived in {report.archive.schema}: "
+                    f"{len(report.archive.named('copied'))} table(s) "
+                    f"copied, {len(report.archive.named('moved'))} moved")
+    if done:
+        text = "; ".join(done)
+        lines.append(text[0].upper() + text[1:] + " (-v lists them)")
     return "\n".join(lines)
 
 

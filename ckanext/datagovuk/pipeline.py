@@ -44,14 +44,10 @@ class PipelineReport:
             lines += summary if verbose else summary[:1]
         if self.migration:
             lines.append(self.migration.to_text(verbose))
+        # Without -v the table's promote step names who was promoted.
         if self.promotion and verbose:
             lines.append(sysadmins.format_result(self.promotion))
-        elif self.promotion:
-            lines.append("Promoted (configured): " + (", ".join(
-                self.promotion.promoted_names) or "nobody new")
-                + "; sysadmins now: " + (", ".join(self.promotion.after)
-                                         or "none"))
-        else:
+        elif not self.promotion:
             lines.append(f"Sysadmins: none configured ({settings.SYSADMINS})")
         return "\n".join(lines)
 
