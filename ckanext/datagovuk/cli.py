@@ -5,32 +5,12 @@ The work is done by the modules named after it (``transfer``, ``runner``,
 """
 from __future__ import annotations
 
-
 import click
 
+from ckanext.datagovuk.cli_run import (  # noqa: F401 (paster's HELP_OPTIONS)
+    HELP_OPTIONS, IMPORT_GROUP, OperatorErrorGroup, Run, option_group,
+    output_options)
 from ckanext.datagovuk.errors import OperatorError
-
-
-# -h too, as `paster help datagovuk` asks for help with -h.
-HELP_OPTIONS = ["-h", "--help"]
-
-
-class OperatorErrorGroup(click.Group):
-    """Runs each command so that an ``OperatorError`` or a usage error
-    becomes one line on stderr and a non-zero exit status, never a
-    traceback or click's three-line usage message."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except OperatorError as error:
-            click.echo(f"Error: {error}", err=True)
-            ctx.exit(error.exit_code)
-        except click.UsageError as error:
-            where = error.ctx.command_path if error.ctx else ctx.command_path
-            click.echo(f"Error: {error.format_message()} (see '{where} "
-                       "--help')", err=True)
-            ctx.exit(error.exit_code)
 
 
 @click.group(cls=OperatorErrorGroup, short_help="Move an old CKAN (data.gov.uk 2.2) site to this CKAN.",
@@ -50,7 +30,8 @@ def datagovuk():
               help="The sysadmins the migration demoted (and who still exist).")
 @click.option("--configured", is_flag=True,
               help="The users of the setting ckanext.datagovuk.sysadmins.")
-def promote(users, demoted, configured):
+@output_options
+def promote(users, demoted, configured, verbose, quiet, as_json):
     """Promote USERS (names, ids or unambiguous emails) to sysadmin.
 
     All or nothing: an unknown or deleted user means nobody is promoted.
@@ -58,24 +39,21 @@ def promote(users, demoted, configured):
     """
     from ckanext.datagovuk import sysadmins
 
+    run = Run.start(verbose, quiet, as_json)
     result = sysadmins.promote(users, demoted=demoted, configured=configured)
-    click.echo(sysadmins.format_result(result))
+    run.finish(result, sysadmins.format_result(result))
 
 
 @datagovuk.command(short_help="Where this database stands, and what to run next.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def status(as_json):
+@output_options
+def status(verbose, quiet, as_json):
     """Schema version, pending migrations, data migrations applied and
     pending, sysadmins still to promote, counts, and the next command."""
-    import json
-
     from ckanext.datagovuk import status as database_status
 
+    run = Run.start(verbose, quiet, as_json)
     result = database_status.collect()
-    if as_json:
-        click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
-    else:
-        click.echo(database_status.format_text(result))
+    run.finish(result, database_status.format_text(result))
 
 
 @datagovuk.command(short_help="Rebuild the search index into a new core, then swap it in.")
@@ -93,7 +71,9 @@ def status(as_json):
               help="Indexing processes (default: the number of CPUs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=250,
               show_default=True, help="Datasets sent to Solr per request.")
-def reindex(configset, into, no_swap, drop_old, workers, batch_size):
+@output_options
+def reindex(configset, into, no_swap, drop_old, workers, batch_size,
+            verbose, quiet, as_json):
     """Index every dataset CKAN indexes (active, private and draft) with
     CKAN's own indexer into a new Solr core, created through CoreAdmin on
     the node of solr_url while the live core keeps serving; check that it
@@ -116,8 +96,14 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size):
     options = search_index.ReindexOptions(
         configset=configset, into=into, swap=not no_swap, drop_old=drop_old,
         workers=workers or os.cpu_count() or 1, batch_size=batch_size)
-    result = search_index.reindex(SolrCores.from_config(config), options)
-    click.echo(search_index.format_result(result))
+    run = Run.start(verbose, quiet, as_json)
+    with run.progress.step("reindex") as step:
+        result = search_index.reindex(
+            SolrCores.from_config(config), options,
+            progress_stream=(open(os.devnull, "w") if quiet
+                             else run.progress.stream))
+        step.result = f"{result['datasets']} datasets"
+    run.finish(result, search_index.format_result(result))
 
 
 @datagovuk.command(short_help="Check the migrated database against its manifest and CKAN's API.")
@@ -174,8 +160,9 @@ class ConfiguredDatabase:
     runs ``import`` without building CKAN's app (whose start-up would need
     the database to exist already)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, config_path: str | None = None):
         self.url = url
+        self.config_path = config_path
 
 
 def _import_target_url(ctx: click.Context) -> str:
@@ -191,13 +178,6 @@ def _import_target_url(ctx: click.Context) -> str:
     model.Session.remove()
     model.meta.engine.dispose()
     return url
-
-
-def import_options(command):
-    """The options of ``import``, shared with ``migrate --from``."""
-    for option in reversed(_IMPORT_OPTIONS):
-        command = option(command)
-    return command
 
 
 _IMPORT_OPTIONS = [
@@ -279,6 +259,8 @@ _IMPORT_OPTIONS = [
                       "lacks CREATEDB (or for extensions only a superuser may "
                       "create). The URL itself is never an argument."),
 ]
+# The options of ``import``, shared with ``migrate --from``.
+import_options = option_group(IMPORT_GROUP, _IMPORT_OPTIONS)
 
 
 def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
@@ -355,8 +337,6 @@ def _check_import_usage(source_text: str, options) -> None:
                   "keep-oldest: the oldest account keeps the address, the "
                   "others' is cleared and recorded in "
                   "datagovuk.email_clash_resolutions.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the report as JSON instead of text.")
 @click.option("--from", "source", metavar="SOURCE",
               help="The whole move in one run: import SOURCE (as `import` "
                    "takes it) into a staging database, migrate it there, "
@@ -373,10 +353,11 @@ def _check_import_usage(source_text: str, options) -> None:
                    "index into a new Solr core (swapped in with the "
                    "database); for sites indexed elsewhere.")
 @import_options
+@output_options
 @click.pass_context
 def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
-            no_history, migrations_dir, resolve_email_clash, as_json, source,
-            plan, no_reindex, **import_args):
+            no_history, migrations_dir, resolve_email_clash, source, plan,
+            no_reindex, verbose, quiet, as_json, **import_args):
     """Turn the imported old-site (CKAN 2.2; with --no-data-migrations any
     legacy CKAN) database into one this CKAN runs on, in ONE transaction on
     the configured database:
@@ -410,28 +391,26 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
     `datagovuk reindex` (with --from the search index is built in the
     staging database's run and swapped in with it, unless --no-reindex).
     """
-    import json
-
     from ckanext.datagovuk import migrate as migration
 
+    run = Run.start(verbose, quiet, as_json)
     options = migration.MigrationOptions(
         dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
         migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash,
-        data_migrations=not no_data_migrations, history=not no_history)
+        data_migrations=not no_data_migrations, history=not no_history,
+        config_path=_config_path(ctx))
     if no_data_migrations and skip_upgrade:
         raise click.UsageError("--no-data-migrations with --skip-upgrade "
                                "would do nothing: give one of them")
     if plan and not source:
         raise click.UsageError("--plan goes with --from SOURCE")
-    if source and as_json:
-        raise click.UsageError("--json does not go with --from")
     if source and dry_run:
         raise click.UsageError("--dry-run does not go with --from: --plan "
                                "shows what it would do")
     if no_reindex and not source:
         raise click.UsageError("--no-reindex goes with --from")
     if source:
-        _migrate_from(ctx, source, options, plan, import_args,
+        _migrate_from(ctx, run, source, options, plan, import_args,
                       search_index=not no_reindex)
         return
     given = [f"--{name.replace('_', '-')}" for name in import_args
@@ -441,12 +420,20 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
         raise click.UsageError(f"{', '.join(given)} only go with --from")
     # Progress shares stdout with the report, so that a failure's stderr
     # is the one `Error:` line; with --json stdout is the JSON alone.
-    report = migration.migrate_from_config(
-        options, progress=lambda message: click.echo(message, err=as_json))
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
-    else:
-        click.echo(report.to_text())
+    report = migration.migrate_from_config(options, progress=run.progress)
+    committed = report.outcome == "committed"
+    run.finish(report.to_dict(), report.to_text(verbose),
+               report.next_steps if committed else (),
+               report.notes if committed else ())
+
+
+def _config_path(ctx) -> str | None:
+    """The config file in use, for the commands a report suggests."""
+    configured = ctx.find_object(ConfiguredDatabase)
+    if configured is not None and configured.config_path:
+        return configured.config_path
+    from ckan.common import config
+    return config.get("__file__")
 
 
 def _configured_url(ctx) -> str:
@@ -457,7 +444,7 @@ def _configured_url(ctx) -> str:
     return configured.url if configured else config.get("sqlalchemy.url")
 
 
-def _migrate_from(ctx, source, options, plan, import_args,
+def _migrate_from(ctx, run, source, options, plan, import_args,
                   search_index=True):
     from ckan.common import config
 
@@ -469,37 +456,39 @@ def _migrate_from(ctx, source, options, plan, import_args,
     if isinstance(plugins, str):
         plugins = plugins.split()
     if plan:
-        click.echo("migrate --from would, changing nothing now:")
-        for line in pipeline.plan(source, _configured_url(ctx),
-                                  import_options_,
-                                  options, list(plugins), config):
-            click.echo(line)
-        _print_decisions(pipeline.plan_decisions(source, import_options_,
-                                                 options, config))
+        lines = pipeline.plan(source, _configured_url(ctx), import_options_,
+                              options, list(plugins), config, search_index)
+        found = pipeline.plan_decisions(source, import_options_, options,
+                                        config)
+        run.finish_plan(lines + _decision_lines(found),
+                        "migrate --from would, changing nothing now:",
+                        _stopping_decision(found))
         return
     target_url = _import_target_url(ctx)
     report = pipeline.migrate_from(source, target_url, import_options_,
                                    options, list(plugins), config,
-                                   echo=click.echo, search_index=search_index)
-    click.echo(report.to_text())
+                                   echo=run.progress,
+                                   search_index=search_index)
+    run.finish(report.to_dict(), report.to_text(run.verbose),
+               report.migration.next_steps, report.migration.notes)
 
 
-def _print_decisions(found) -> None:
-    """The plan's decisions; a predicted refusal is the exit status 1."""
+def _decision_lines(found) -> list[str]:
+    """The plan's decisions, each with the option that settles it."""
+    if found is None:
+        return ["Decisions: checked once the dump's data is loaded, before "
+                "its indexes are built"]
+    return ["Decisions (asked of the old database now, read only):"] + [
+        f"  {decision.line()}" for decision in found] + (
+        [] if found else ["  none: nothing migrate would stop for"])
+
+
+def _stopping_decision(found) -> str | None:
+    """Why the move would stop, when a decision refuses it."""
     from ckanext.datagovuk import decisions
 
-    if found is None:
-        click.echo("Decisions: checked once the dump's data is loaded, "
-                   "before its indexes are built")
-        return
-    click.echo("Decisions (asked of the old database now, read only):")
-    for decision in found:
-        click.echo(f"  {decision.line()}")
-    if not found:
-        click.echo("  none: nothing migrate would stop for")
-    stopping = decisions.refusals(found)
-    if stopping:
-        raise OperatorError(f"the move would stop: {stopping[0].refusal}")
+    stopping = decisions.refusals(found or [])
+    return f"the move would stop: {stopping[0].refusal}" if stopping else None
 
 
 @datagovuk.command("import", short_help="Load the old site's database (over ssh or from a dump), all or nothing.")
@@ -508,11 +497,12 @@ def _print_decisions(found) -> None:
 @click.option("--plan", is_flag=True,
               help="Print the programs the import would run (ssh, pg_dump, "
                    "tar, pg_restore, the swap) and change nothing.")
+@output_options
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
             ssh_options, remote_pg_dump, keep_dump, jobs, remote_format,
             compress, remote_tmpdir, replace, drop_old, wait, admin_url_env,
-            plan):
+            plan, verbose, quiet, as_json):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
@@ -543,19 +533,19 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
     """
     from ckanext.datagovuk import transfer
 
+    run = Run.start(verbose, quiet, as_json)
     options = _import_options_from(
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
         remote_pg_dump, keep_dump, jobs, remote_format, compress,
         remote_tmpdir, replace, drop_old, wait, admin_url_env)
     _check_import_usage(source, options)
     if plan:
-        click.echo("import would, changing nothing now:")
-        for line in transfer.plan(source, _configured_url(ctx), options):
-            click.echo(f"  {line}")
+        run.finish_plan([f"  {line}" for line in transfer.plan(
+            source, _configured_url(ctx), options)],
+            "import would, changing nothing now:")
         return
     target_url = _import_target_url(ctx)
     # Progress goes to stdout: stderr is kept for the one-line error.
     result = transfer.import_database(source, target_url, options,
-                                     echo=click.echo)
-    for line in result.summary_lines():
-        click.echo(line)
+                                     echo=run.progress)
+    run.finish(result, "\n".join(result.summary_lines()))

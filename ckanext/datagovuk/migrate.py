@@ -33,17 +33,15 @@ would open connections of its own.
 from __future__ import annotations
 
 import dataclasses
-import re
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from sqlalchemy import exc, inspect
+from sqlalchemy import exc, inspect, text
 from sqlalchemy.engine import Connection
 
-from ckanext.datagovuk import (archive, db, history, preflight, runner,
-                               traps, upgrade)
+from ckanext.datagovuk import (archive, db, history, migrate_report, output,
+                               preflight, runner, status, traps, upgrade)
 from ckanext.datagovuk.verify import manifest
 from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
@@ -52,12 +50,24 @@ LOCK_KEY = 0x6467756D69677200
 
 Progress = Callable[[str], None]
 
-NEXT_STEPS = [
-    "promote the sysadmins again: ckan -c CKAN_INI datagovuk promote "
-    "--demoted (or --configured / NAMES)",
-    "rebuild the search index: ckan -c CKAN_INI datagovuk reindex",
-    "enable the datagovuk plugin and the site's plugins in ckan.plugins if "
-    "they were disabled for the upgrade",
+def next_steps(config_path: Optional[str]) -> list[str]:
+    """What to do after a committed migration, with the commands for the
+    config at ``config_path``."""
+    return [
+        "check the move against the manifest taken before it: "
+        + status.command_line("verify", config_path),
+        "promote the sysadmins again: "
+        + status.command_line("promote --demoted", config_path)
+        + " (or --configured / NAMES)",
+        "rebuild the search index: "
+        + status.command_line("reindex", config_path),
+        "enable the datagovuk plugin and the site's plugins in ckan.plugins "
+        "if they were disabled for the upgrade",
+    ]
+
+
+# What the operator may need to know after a committed migration (-v).
+NOTES = [
     "never moved by this command: the datastore database, the uploaded "
     "files under ckan.storage_path, the Solr index",
     "the archived tables are in the schema datagovuk_legacy (drop it with "
@@ -78,6 +88,8 @@ class MigrationOptions:
     # False (--no-history): the old revisions are not turned into
     # activities (the activity -> revision mapping is still archived).
     history: bool = True
+    # The config the suggested next commands name (None: $CKAN_INI).
+    config_path: Optional[str] = None
 
 
 @dataclass
@@ -105,12 +117,13 @@ class MigrationReport:
     timings: list[tuple[str, float]] = field(default_factory=list)
     outcome: str = ""
     next_steps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_text(self) -> str:
-        return format_report(self)
+    def to_text(self, verbose: bool = True) -> str:
+        return migrate_report.format_report(self, verbose)
 
 
 # Counts --------------------------------------------------------------------
@@ -123,9 +136,13 @@ def _scalar(connection: Connection, sql: str) -> int:
     return int(connection.exec_driver_sql(sql).scalar() or 0)
 
 
-def counts(connection: Connection) -> dict[str, int]:
+def counts(connection: Connection, site_user: Optional[str] = None
+           ) -> dict[str, int]:
     """What an operator checks before and after: works on the 2.2 schema
-    and on CKAN 2.12's (extras in package_extra, then package.extras)."""
+    and on CKAN 2.12's (extras in package_extra, then package.extras).
+    Users and sysadmins are people, as ``status`` and ``promote`` count
+    them: not CKAN's pseudo users nor ``site_user``."""
+    not_people = [*status.PSEUDO_USERS, *([site_user] if site_user else [])]
     if not (_has(connection, "package") and _has(connection, "user")):
         return {}
     found = {}
@@ -139,11 +156,10 @@ def counts(connection: Connection) -> dict[str, int]:
     found["organisations (active)"] = _scalar(
         connection, 'SELECT count(*) FROM "group" WHERE is_organization '
         "AND state = 'active'")
-    found["users (active)"] = _scalar(
-        connection, 'SELECT count(*) FROM "user" WHERE state = \'active\'')
-    found["sysadmins"] = _scalar(
-        connection, 'SELECT count(*) FROM "user" WHERE sysadmin '
-        "AND state = 'active'")
+    found["users (active)"], found["sysadmins"] = connection.execute(text(
+        'SELECT count(*), count(*) FILTER (WHERE sysadmin) FROM "user" '
+        "WHERE state = 'active' AND name <> ALL(:not_people)"),
+        {"not_people": not_people}).one()
     found["tags"] = _scalar(connection, "SELECT count(*) FROM tag") \
         if _has(connection, "tag") else 0
     if _has(connection, "package_extra"):
@@ -200,6 +216,18 @@ def analyze_tables_without_statistics(connection: Connection) -> list[str]:
     return tables
 
 
+def email_clashes_now(connection: Connection,
+                      found: list[traps.Trap]) -> list[traps.Trap]:
+    """``found`` with the email clashes counted as the decision (and the
+    error without one) sees them, after the data migrations: before them
+    the count includes users the data migrations delete."""
+    clashes = len(traps.email_clashes(connection))
+    return [dataclasses.replace(trap, found=clashes)
+            if trap.name == traps.EMAIL_CLASHES.name else trap
+            for trap in found
+            if trap.name != traps.EMAIL_CLASHES.name or clashes]
+
+
 def take_lock(connection: Connection) -> None:
     if not connection.exec_driver_sql(
             f"SELECT pg_try_advisory_xact_lock({LOCK_KEY})").scalar():
@@ -209,7 +237,8 @@ def take_lock(connection: Connection) -> None:
 
 
 class _Steps:
-    """Times the steps of the run and says which one failed."""
+    """Times the steps of the run (as :func:`output.step`) and says which
+    one failed."""
 
     def __init__(self, report: MigrationReport, progress: Progress):
         self.report, self.progress, self.current = report, progress, None
@@ -217,14 +246,11 @@ class _Steps:
     @contextmanager
     def __call__(self, name: str):
         self.current = name
-        self.progress(f"{name} ...")
-        started = time.monotonic()
-        yield
-        seconds = time.monotonic() - started
-        self.report.timings.append((name, round(seconds, 3)))
-        # Two decimals: the benchmark reads these, and a small site's data
-        # migration takes under a second.
-        self.progress(f"{name}: done in {seconds:.2f} s")
+        with output.step(self.progress, name) as step:
+            yield step
+        # Three decimals: the benchmark reads these, and a small site's
+        # data migration takes under a second.
+        self.report.timings.append((name, round(step.seconds, 3)))
         self.current = None
 
 
@@ -250,11 +276,8 @@ def migrate(url: str, plugins: list[str], settings: dict[str, str],
                     transaction.rollback()
                     report.outcome = "dry run: rolled back, nothing changed"
                 else:
-                    steps.current = "commit"
-                    started = time.monotonic()
-                    transaction.commit()
-                    report.timings.append(
-                        ("commit", round(time.monotonic() - started, 3)))
+                    with steps("commit"):
+                        transaction.commit()
                     report.outcome = "committed"
             except BaseException as error:
                 try:
@@ -296,7 +319,7 @@ def _run(connection: Connection, report: MigrationReport,
          plugins: list[str], settings: dict[str, str],
          options: MigrationOptions, steps: _Steps,
          progress: Progress) -> None:
-    with steps("pre-flight"):
+    with steps("pre-flight") as step:
         take_lock(connection)
         # JIT compiling the big one-off statements costs more than it
         # saves (docs/benchmark.rst, "Measurements behind the code").
@@ -308,23 +331,29 @@ def _run(connection: Connection, report: MigrationReport,
                                 options.data_migrations)
         report.state = state.describe()
         report.schema_before = upgrade.describe_version(connection)
-        report.counts_before = counts(connection)
+        report.counts_before = counts(connection,
+                                      settings.get(runner.SITE_USER_GUC))
         report.traps = traps.find_traps(connection, plugins,
                                         options.resolve_email_clash)
         demoted_before = demoted_sysadmins(connection)
-        progress(f"  {report.state}; {len(pending)} data migration(s) "
-                 f"pending; {len(report.traps)} upgrade trap(s) found")
+        step.result = (f"{report.schema_before}; {len(pending)} data "
+                       f"migration(s) pending; {len(report.traps)} upgrade "
+                       "trap(s)")
+        progress(f"  {report.state}; {step.result}")
 
-    with steps("statistics"):
+    with steps("statistics") as step:
         report.analyzed = analyze_tables_without_statistics(connection)
+        step.result = f"{len(report.analyzed)} table(s) analyzed"
         if report.analyzed:
             progress(f"  {len(report.analyzed)} tables had no planner "
                      "statistics (a fresh restore): analyzed them with "
                      f"statistics target {FIRST_STATISTICS_TARGET}")
 
     if not options.skip_upgrade:
-        with steps("room for rewrites"):
+        with steps("room for rewrites") as step:
             report.room = upgrade.make_room_for_rewrites(connection)
+            step.result = ", ".join(room.table for room in report.room) \
+                or "none needed"
             for room in report.room:
                 progress(f"  {room.table}: rewritten with fillfactor "
                          f"{room.fillfactor} ({room.bytes_before >> 20} MB -> "
@@ -340,13 +369,15 @@ def _run(connection: Connection, report: MigrationReport,
             report.manifest = manifest.take(
                 connection, settings, pending, archive.history_to_copy(
                     connection, plugins, options.archive), options.archive)
-        with steps("archive history"):
+        with steps("archive history") as step:
             report.archive = archive.copy_history(
                 connection, plugins, archive_dropped=options.archive,
                 progress=progress)
+            step.result = (f"{len(report.archive.named('copied'))} "
+                           f"table(s) copied to {report.archive.schema}")
         _history(connection, report, settings, options, steps, progress)
 
-    with steps("data migrations"):
+    with steps("data migrations") as step:
         if options.data_migrations:
             report.data_migrations = runner.apply_pending(
                 connection, options.migrations_dir, settings,
@@ -360,28 +391,41 @@ def _run(connection: Connection, report: MigrationReport,
             if user_id not in demoted_before)
         if report.history and not report.history.skipped:
             history.map_actors(connection, report.history)
+        step.result = (f"{len(report.data_migrations)} applied"
+                       if options.data_migrations else
+                       f"{len(report.skipped_migrations)} skipped") + (
+            f", {len(report.demoted)} sysadmin(s) demoted"
+            if report.demoted else "")
 
     if not options.skip_upgrade:
         # Before the fixes: the tables CKAN does not know leave public, the
         # related items are emptied for revision 083.
-        with steps("archive"):
+        with steps("archive") as step:
             report.archive = archive.archive(
                 connection, plugins, archive_dropped=options.archive,
                 progress=progress, result=report.archive)
-        with steps("upgrade fixes"):
+            step.result = (f"{len(report.archive.named('moved'))} "
+                           f"table(s) moved to {report.archive.schema}")
+        with steps("upgrade fixes") as step:
+            report.traps = email_clashes_now(connection, report.traps)
             report.fixes = traps.fix_traps(
                 connection, plugins, options.resolve_email_clash, progress)
-        with steps("schema upgrade"):
+            step.result = f"{len(report.fixes)} fix(es)"
+        with steps("schema upgrade") as step:
             report.upgrade = upgrade.upgrade(connection, plugins, progress)
             upgrade.reset_room(connection, report.room)
             if report.upgrade.revisions and report.history:
                 report.history.timestamps_restored = \
                     history.restore_timestamps(connection)
+            step.result = (f"{len(report.upgrade.revisions)} revision(s), "
+                           f"now {report.upgrade.version_after}")
     report.schema_after = upgrade.describe_version(connection)
-    report.counts_after = counts(connection)
-    report.next_steps = list(NEXT_STEPS)
+    report.counts_after = counts(connection,
+                                 settings.get(runner.SITE_USER_GUC))
+    report.next_steps = next_steps(options.config_path)
+    report.notes = list(NOTES)
     if report.room:
-        report.next_steps.append(
+        report.notes.append(
             "optional: " + ", ".join(room.table for room in report.room)
             + " keep the free space left for the upgrade's rewrites until "
             "VACUUM FULL " + ", ".join(room.table for room in report.room)
@@ -409,116 +453,6 @@ def _history(connection: Connection, report: MigrationReport,
         if options.archive:
             history.archive_mapping(connection, report.history,
                                     converted=options.history)
-
-
-# The report ----------------------------------------------------------------
-
-def format_report(report: MigrationReport) -> str:
-    lines = [f"Migration of {report.database}: {report.outcome}",
-             f"  database: {report.state}",
-             f"  schema version: {report.schema_before} -> "
-             f"{report.schema_after}"]
-    if report.counts_before or report.counts_after:
-        lines.append("Counts (before -> after):")
-        for name in dict.fromkeys([*report.counts_before,
-                                   *report.counts_after]):
-            before = report.counts_before.get(name, "-")
-            after = report.counts_after.get(name, "-")
-            lines.append(f"  {name:<24} {before!s:>8} -> {after!s:>8}")
-    if report.skipped_migrations:
-        lines.append("Data migrations: none run (--no-data-migrations); "
-                     "recorded as skipped: "
-                     + ", ".join(report.skipped_migrations))
-    else:
-        lines.append("Data migrations:" if report.data_migrations
-                     else "Data migrations: nothing to apply")
-    for applied in report.data_migrations:
-        lines.append(f"  {applied.name} ({applied.duration_seconds:.1f} s)")
-        lines.extend(f"    {step}" for step in applied.steps)
-    if report.demoted:
-        lines.append(f"Demoted sysadmins ({len(report.demoted)}; promote "
-                     "them again with `datagovuk promote --demoted`):")
-        lines.append("  " + ", ".join(name for name, _ in report.demoted))
-    if report.traps:
-        lines.append("Upgrade traps found before the data migrations:")
-        lines.extend(f"  {trap}" for trap in report.traps)
-    if report.fixes:
-        lines.append("Fixes applied:")
-        lines.extend(f"  {fix}" for fix in report.fixes)
-    if report.upgrade:
-        result = report.upgrade
-        if result.resources_relinked or result.orphan_resources_deleted:
-            revisions = (result.resource_revisions_relinked
-                         or "none, revision 107 drops them")
-            lines.append(
-                f"  resources relinked to their datasets across CKAN 074: "
-                f"{result.resources_relinked} (revisions: {revisions}"
-                "); deleted as their "
-                f"dataset is gone: {result.orphan_resources_deleted} "
-                f"(revisions: {result.orphan_resource_revisions_deleted})")
-    archived = report.archive
-    if archived and (archived.tables or archived.migrate_version_rows):
-        lines.append(f"Archived in schema {archived.schema}:")
-        for table in archived.tables:
-            lines.append(f"  {table.how} {table.name} ({table.rows} rows): "
-                         f"{table.reason}")
-        if archived.migrate_version_rows:
-            lines.append(f"  moved {archived.migrate_version_rows} other "
-                         "extensions' row(s) of migrate_version to "
-                         f"{archived.schema}.migrate_version")
-    elif not report.options.skip_upgrade:
-        lines.append("Archived: nothing" + (
-            " (--no-archive: tables CKAN's upgrade drops were not copied)"
-            if not report.options.archive else ""))
-    lines.extend(_history_lines(report.history))
-    if report.upgrade:
-        result = report.upgrade
-        legacy = re.match(r"legacy (\d+)$", report.schema_before)
-        noop = (f" (those up to legacy {legacy.group(1)} only recorded)"
-                if legacy else "")
-        lines.append(f"Schema upgrade: {len(result.revisions)} revision(s)"
-                     f"{noop} in {result.seconds:.1f} s")
-        slowest = sorted(result.revisions, key=lambda step: -step.seconds)[:5]
-        for step in slowest:
-            if step.seconds >= 0.05:
-                lines.append(f"  {step.source} {step.revision} "
-                             f"{step.doc.splitlines()[0] if step.doc else ''}"
-                             f": {step.seconds:.1f} s")
-        for plugin, (before, after) in result.plugins.items():
-            lines.append(f"  plugin {plugin}: {before or 'none'} -> {after}")
-    lines.append("Time per step:")
-    lines.extend(f"  {name}: {seconds:.1f} s" for name, seconds
-                 in report.timings)
-    if report.next_steps and report.outcome == "committed":
-        lines.append("Next steps:")
-        lines.extend(f"  - {step}" for step in report.next_steps)
-    return "\n".join(lines)
-
-
-def _history_lines(result: Optional[history.HistoryResult]) -> list[str]:
-    if result is None:
-        return []
-    if result.skipped:
-        lines = [f"History: {result.skipped}"]
-    else:
-        lines = [f"History: {result.revisions} revisions of {result.datasets} "
-                 f"datasets as activities in {result.seconds:.1f} s: "
-                 f"{result.completed} of CKAN 2.2's activities completed, "
-                 f"{result.added} added, {sum(result.left.values())} left"]
-        lines.extend(f"  left {count}: {reason}"
-                     for reason, count in result.left.items())
-        lines.append(f"  actors: {result.actors_deleted} activities of "
-                     "deleted users moved to the site user (old name kept), "
-                     f"{result.actors_renamed} of renamed users renamed")
-        if result.actors_unmapped:
-            lines.append(f"  left {result.actors_unmapped} activities of "
-                         "deleted users pointing at them: no user is named "
-                         "as the new site (ckan.site_id) yet")
-    if result.mapping_archived:
-        lines.append(f"  activity -> revision mapping of "
-                     f"{result.mapping_archived} activities archived in "
-                     "datagovuk_legacy.activity_revision")
-    return lines
 
 
 def migrate_from_config(options: MigrationOptions,

@@ -132,7 +132,7 @@ def run_import(config: str | None, rest: list[str]) -> int:
     except preconditions.PreconditionError as error:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code
-    return _main(datagovuk, rest, ConfiguredDatabase(url))
+    return _main(datagovuk, rest, ConfiguredDatabase(url, config))
 
 
 class DatagovukCommand(Command):

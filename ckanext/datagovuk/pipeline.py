@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import (db, decisions, migrate, runner, settings,
-                               staging_index as search, sysadmins, transfer)
+from ckanext.datagovuk import (db, decisions, migrate, output, runner,
+                               settings, staging_index as search, sysadmins,
+                               transfer)
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.verify import run as verify_run
 
@@ -38,30 +38,34 @@ class PipelineReport:
     search_index: list[str] = field(default_factory=list)
     timings: list[tuple[str, float]] = field(default_factory=list)
 
-    def to_text(self) -> str:
-        lines = ["", "== migrate --from: report"]
+    def to_dict(self) -> dict:
+        return {"import": self.import_result, "migration":
+                self.migration.to_dict() if self.migration else None,
+                "promotion": self.promotion, "timings": self.timings}
+
+    def to_text(self, verbose: bool = False) -> str:
+        """The report: the import and the migration in short (in full
+        with ``verbose``) and the sysadmins; the steps' table is the
+        caller's."""
+        lines = []
         if self.import_result:
-            lines += ["", "Import:"] + [
-                "  " + line for line in self.import_result.summary_lines()]
+            summary = self.import_result.summary_lines()
+            lines += summary if verbose else summary[:1]
         if self.migration:
-            lines += ["", self.migration.to_text()]
-        lines += ["", "Sysadmins:"]
-        if self.promotion:
-            lines.append("  " + sysadmins.format_result(
-                self.promotion).replace("\n", "\n  "))
-        else:
-            lines.append(f"  none configured ({settings.SYSADMINS}); run "
-                         "`datagovuk promote --demoted` or name the users")
-        if self.verification:
-            lines += ["", "Verify (the staging database, before the swap): "
+            lines.append(self.migration.to_text(verbose))
+        # Without -v the table's promote step names who was promoted.
+        if self.promotion and verbose:
+            lines.append(sysadmins.format_result(self.promotion))
+        elif not self.promotion:
+            lines.append(f"Sysadmins: none configured ({settings.SYSADMINS})")
+        if self.verification and verbose:
+            lines += ["Verify (the staging database, before the swap): "
                       "every check holds"] + [
                 f"  {step['name']}: {step['compared']} {step['what']}: "
                 f"{step['result']}" for step in self.verification["steps"]]
         if self.search_index:
-            lines += ["", "Search index:"] + [
+            lines += ["Search index:"] + [
                 "  " + line for line in self.search_index]
-        lines += ["", "Time of each step: " + ", ".join(
-            f"{name} {seconds:.1f} s" for name, seconds in self.timings)]
         return "\n".join(lines)
 
 
@@ -81,16 +85,6 @@ def _model_session_on(url: str):
         engine.dispose()
 
 
-@contextlib.contextmanager
-def _step(report: PipelineReport, name: str, echo: Echo):
-    echo(f"\n== {name}")
-    started = time.monotonic()
-    yield
-    seconds = time.monotonic() - started
-    report.timings.append((name, seconds))
-    echo(f"== {name}: done in {seconds:.1f} s")
-
-
 def verify_staging(staging_url: str, config, echo: Echo) -> dict:
     """``datagovuk verify`` on the staging database, in a child ``ckan``
     process; a difference stops the move before the swap."""
@@ -99,18 +93,22 @@ def verify_staging(staging_url: str, config, echo: Echo) -> dict:
         raise OperatorError("verify found the staging database differs from "
                             f"the old site: {verify_run.summary(found)}; no "
                             "swap: this site's database is as it was")
-    echo(f"  every check holds (API sample seed {found['seed']})")
+    output.detail(echo, f"every check holds (API sample seed "
+                        f"{found['seed']})")
     return found
 
 
 def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
          migration_options: migrate.MigrationOptions, plugins: list[str],
-         config) -> list[str]:
+         config, search_index: bool = True) -> list[str]:
     """What ``migrate --from`` would do, step by step; changes nothing."""
     steps = [f"1. import {source} into a staging database next to "
              f"{db.safe_url(target_url)}:"]
-    steps += ["     " + line for line in transfer.plan(
-        source, target_url, import_options)]
+    # The import's swap (or refusal) is the last step here: it waits for
+    # the others.
+    lines = transfer.plan(source, target_url, import_options)
+    swap = lines.pop()
+    steps += ["     " + line for line in lines]
     migrations = ", ".join(
         m.name for m in runner.discover(migration_options.migrations_dir))
     steps.append("2. in the staging database, in one transaction: the "
@@ -133,14 +131,16 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
     steps.append("4. verify the staging database against the manifest "
                  "(`datagovuk verify`, in a child ckan process); any "
                  "difference stops here")
-    steps.append("5. build the staging database's search index into a new "
-                 "Solr core (ckan datagovuk reindex --into CORE --no-swap, "
-                 "in a child process on the staging database)")
-    steps.append(f"6. swap the new core in, then the staging database as "
-                 f"{db.parse(target_url).database}"
-                 + (" (the old one kept under a backup name)"
-                    if import_options.replace and not import_options.drop_old
-                    else ""))
+    if search_index:
+        steps.append("5. build the staging database's search index into a "
+                     "new Solr core (ckan datagovuk reindex --into CORE "
+                     "--no-swap, in a child process on the staging "
+                     "database)")
+        steps.append(f"6. swap the new core in, then {swap}")
+    else:
+        steps.append("5. no search index (--no-reindex): run datagovuk "
+                     "reindex after the move")
+        steps.append(f"6. {swap}")
     return steps
 
 
@@ -178,30 +178,38 @@ def migrate_from(source: str, target_url: str,
             migration_options, migration_settings, echo))
 
     def finish_in_staging(staging_url: str) -> None:
-        with _step(report, "migrate (in the staging database)", echo):
+        with output.step(echo, "migrate", steps) as step:
             report.migration = migrate.migrate(
                 staging_url, plugins, migration_settings, migration_options,
                 progress=echo)
+            # The staging database becomes the target with the swap.
+            report.migration.database = db.safe_url(target_url)
+            step.result = (f"{report.migration.schema_before} -> "
+                           f"{report.migration.schema_after}")
         if configured and not migration_options.skip_upgrade:
-            with _step(report, "promote --configured", echo), \
+            with output.step(echo, "promote --configured", steps) as step, \
                     _model_session_on(staging_url):
                 report.promotion = sysadmins.promote(configured=True)
+                step.result = ", ".join(report.promotion.promoted_names) \
+                    or "nobody new"
         if not migration_options.skip_upgrade:
-            with _step(report, "verify (the staging database)", echo):
+            with output.step(echo, "verify the move", steps) as step:
                 report.verification = verify_staging(staging_url, config,
                                                      echo)
+                step.result = (f"every check holds (seed "
+                               f"{report.verification['seed']})")
         if staging_index and not migration_options.skip_upgrade:
-            with _step(report, f"reindex (the staging database, into core "
-                               f"{staging_index.core})", echo):
+            with output.step(echo, "reindex", steps) as step:
                 report.search_index = staging_index.build(staging_url, echo)
+                step.result = f"into core {staging_index.core}"
 
+    steps: list[output.Step] = []
     try:
-        with _step(report, f"import {source}", echo):
-            report.import_result = transfer.import_database(
-                source, target_url, import_options, echo=echo,
-                before_swap=finish_in_staging,
-                alongside_swap=staging_index.swapped_in if staging_index
-                else None)
+        report.import_result = transfer.import_database(
+            source, target_url, import_options, echo=echo,
+            before_swap=finish_in_staging,
+            alongside_swap=staging_index.swapped_in if staging_index
+            else None)
     except BaseException:
         if staging_index:
             staging_index.drop()
@@ -209,8 +217,6 @@ def migrate_from(source: str, target_url: str,
     if staging_index and staging_index.built:
         report.search_index += search.previous_index_lines(
             staging_index, import_options.drop_old)
-    # The import's time includes the steps run before its swap.
-    name, total = report.timings.pop()
-    nested = sum(seconds for _, seconds in report.timings)
-    report.timings.insert(0, (name, total - nested))
+    report.timings = [*report.import_result.phases,
+                      *((step.name, step.seconds) for step in steps)]
     return report

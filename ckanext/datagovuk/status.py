@@ -43,6 +43,7 @@ NEXT_COMMANDS = {
                          preflight.NO_DATA_MIGRATIONS_OPTION],
     "promote --demoted": ["datagovuk", "promote", "--demoted"],
     "reindex": ["datagovuk", "reindex"],
+    "verify": ["datagovuk", "verify"],
 }
 
 
@@ -71,6 +72,14 @@ def _tables(connection: Connection, schema: str) -> set[str]:
     return set(connection.execute(text(
         "SELECT table_name FROM information_schema.tables "
         "WHERE table_schema = :schema"), {"schema": schema}).scalars())
+
+
+def _any_tables(connection: Connection) -> bool:
+    return connection.exec_driver_sql(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE "
+        "table_schema NOT IN ('pg_catalog', 'information_schema') "
+        "AND table_schema NOT LIKE 'pg_toast%%' "
+        "AND table_schema NOT LIKE 'pg_temp%%')").scalar()
 
 
 def _revision_ordinal(script: ScriptDirectory, revision: str) -> Optional[int]:
@@ -183,7 +192,10 @@ def database_state(connection: Connection,
                      at_head=count == 0, pending_core_migrations=count > 0,
                      pending_core_count=count)
     else:
-        state["kind"] = "empty" if not public else "not-ckan"
+        # Empty as `import` counts it: no table in any schema (tables
+        # elsewhere than public make it refuse without --replace too).
+        state["kind"] = ("empty" if not public and not _any_tables(connection)
+                         else "not-ckan")
         return state
     if state["kind"] == "alembic":
         state["pending_plugin_migrations"] = _plugin_pending(connection, plugins)

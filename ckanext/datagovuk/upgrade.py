@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Optional
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from ckanext.datagovuk import alembic_runner
+from ckanext.datagovuk import alembic_runner, output
 from ckanext.datagovuk.legacy import ckan_legacy_version
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,18 @@ def describe_version(connection: Connection,
 
 
 def _timer(source: str, timings: list[RevisionTiming],
-           progress: Optional[Progress]):
+           progress: Optional[Progress], total: int):
+    """Records each revision's time; the live line says which of
+    ``total``, the per-revision line is detail (-v)."""
     def on_step(revision: str, doc: str, seconds: float) -> None:
         timings.append(RevisionTiming(source, revision, doc, seconds))
         if progress:
             first_line = doc.splitlines()[0] if doc else ""
-            progress(f"  {source} {revision} {first_line} ({seconds:.1f} s)")
+            done = sum(1 for timing in timings if timing.source == source)
+            output.live(progress, f"schema upgrade: {source} revision "
+                        f"{done} of {total}")
+            output.detail(progress, f"  {source} {revision} {first_line} "
+                          f"({seconds:.1f} s)")
     return on_step
 
 
@@ -265,7 +271,9 @@ def upgrade_core(connection: Connection,
     074 when it is pending."""
     legacy = ckan_legacy_version(connection)
     result = UpgradeResult(describe_version(connection), "")
-    on_step = _timer("core", result.revisions, progress)
+    total = sum(1 for _ in alembic_runner.script_directory()
+                .walk_revisions())
+    on_step = _timer("core", result.revisions, progress, total)
     if resource_group_fix_needed(connection, legacy):
         save_resource_datasets(connection)
         alembic_runner.upgrade(connection, REMOVE_RESOURCE_GROUPS,
@@ -352,7 +360,8 @@ def upgrade_plugins(connection: Connection, plugins: Iterable[str],
             progress(f"  {plugin}: {len(pending)} pending migration(s)")
         result.plugins[plugin] = alembic_runner.upgrade(
             connection, "head", scripts=scripts, version_table=table,
-            on_step=_timer(plugin, result.revisions, progress))
+            on_step=_timer(plugin, result.revisions, progress,
+                           len(pending)))
 
 
 def upgrade(connection: Connection, plugins: Iterable[str] = (),

@@ -16,9 +16,8 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 
-from ckanext.datagovuk import db
+from ckanext.datagovuk import db, output
 from ckanext.datagovuk.testing import localssh, oldsite
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -49,35 +48,19 @@ def write_config(path: str, database_url: str, site_id: str,
         handle.write("\n".join(out) + "\n")
 
 
-def run(argv: list[str], env: dict[str, str], may_fail: bool = False) -> int:
+def run(argv: list[str], env: dict[str, str], step: output.Step,
+        may_fail: bool = False) -> int:
+    """Run one command as an operator would, after printing its command
+    line; its exit status becomes ``step``'s result."""
     shown = " ".join(shlex.quote(arg) for arg in argv)
     print(f"\n$ {shown}", flush=True)
-    started = time.monotonic()
     program = os.path.join(BIN, argv[0]) if os.path.exists(
         os.path.join(BIN, argv[0])) else argv[0]
     result = subprocess.run([program, *argv[1:]], env=env)
-    print(f"[{argv[0]} {argv[1] if len(argv) > 1 else ''}... exit "
-          f"{result.returncode} in {time.monotonic() - started:.1f} s]",
-          flush=True)
+    step.result = f"exit {result.returncode}"
     if result.returncode != 0 and not may_fail:
         raise SystemExit(result.returncode)
     return result.returncode
-
-
-# Run in a child: CKAN's app is built from the new site's config.
-PACKAGE_SEARCH = """
-import json, sys
-from ckan.cli import load_config
-from ckan.config.middleware import make_app
-app = make_app(load_config(sys.argv[1]))
-from ckan import model
-from ckan.plugins import toolkit
-with app._wsgi_app.test_request_context():
-    found = toolkit.get_action("package_search")({}, {"rows": 0})["count"]
-    public = model.Session.query(model.Package).filter_by(
-        state="active", private=False, type="dataset").count()
-print(json.dumps({"package_search": found, "public_datasets": public}))
-"""
 
 
 def searchable(ini: str, env: dict[str, str]) -> dict:
@@ -85,7 +68,8 @@ def searchable(ini: str, env: dict[str, str]) -> dict:
     many public datasets its database has."""
     print("\n== Is the new site searchable? An anonymous package_search:",
           flush=True)
-    result = subprocess.run([sys.executable, "-c", PACKAGE_SEARCH, ini],
+    result = subprocess.run([sys.executable, "-m", "ckanext.datagovuk.testing."
+                             "package_search_count", ini],
                             env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"package_search failed: {result.stderr.strip()}")
@@ -100,25 +84,32 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=int, default=2000,
                         help="size of the generated old site (default 2000)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="the generator's and the commands' detail")
     options = parser.parse_args(args)
 
     base_url = os.environ.get("CKAN_SQLALCHEMY_URL")
     if not base_url:
         raise SystemExit("run through `make demo` (it starts a private "
                          "PostgreSQL and sets CKAN_SQLALCHEMY_URL)")
+    # The demo's own steps: its table at the end, no line as each starts
+    # (the command line printed is that).
+    progress = output.Progress(output.QUIET)
+    verbose = ["-v"] if options.verbose else []
     old_url = db.with_database(base_url, OLD_DATABASE)
     new_url = db.with_database(base_url, NEW_DATABASE)
     old = db.parse(old_url)
 
-    print(f"== The old site: {options.datasets} datasets, generated into "
-          f"{db.safe_url(old_url)} (the remote host's database)")
-    db.create_database(old_url, os.environ.get("DATAGOVUK_PG_ADMIN_URL"))
-    started = time.monotonic()
-    counts = oldsite.generate(old_url, datasets=options.datasets,
-                              seed=options.seed,
-                              progress=lambda message: print("  " + message))
-    print(f"  generated in {time.monotonic() - started:.1f} s: " + ", ".join(
-        f"{table} {count}" for table, count in sorted(counts.items())))
+    with progress.step("generate the old site") as step:
+        print(f"== The old site: {options.datasets} datasets, generated "
+              f"into {db.safe_url(old_url)} (the remote host's database)")
+        db.create_database(old_url, os.environ.get("DATAGOVUK_PG_ADMIN_URL"))
+        counts = oldsite.generate(old_url, datasets=options.datasets,
+                                  seed=options.seed,
+                                  progress=print if options.verbose
+                                  else None)
+        step.result = (f"{counts.get('package', 0)} datasets, "
+                       f"{sum(counts.values())} rows")
 
     with tempfile.TemporaryDirectory(prefix="datagovuk-demo-") as workdir, \
             localssh.start() as remote:
@@ -135,31 +126,44 @@ def main(args: list[str] | None = None) -> int:
         env["CKAN_INI"] = ini
         remote_db = (f"host={old.host} port={old.port} "
                      f"dbname={old.database} user={old.username}")
-        print(f"\n== The move, from {remote.destination} (sshd on port "
+        print(f"== The move, from {remote.destination} (sshd on port "
               f"{remote.port}) into {db.safe_url(new_url)}, config {ini}")
         source = ["--from", remote.alias, "--ssh-config",
                   remote.ssh_config_file, "--remote-db", remote_db]
         # The plan asks the old database (read only) what the move would
         # stop for: it names the decision and exits 1.
-        run(["paster", "datagovuk", "migrate", *source, "--plan",
-             "-c", ini], env, may_fail=True)
-        print("\n== The generated site, like the real one, has two kept "
+        with progress.step("migrate --from --plan") as step:
+            run(["paster", "datagovuk", "migrate", *source, "--plan",
+                 "-c", ini], env, step, may_fail=True)
+        print("== The generated site, like the real one, has two kept "
               "users sharing an email (ignoring case), which CKAN 2.12 "
               "forbids: the run stops before it transfers anything, the "
               "site's database stays as it was, and the error names the "
               "option that settles it.")
-        if run(["paster", "datagovuk", "migrate", *source, "-c", ini], env,
-               may_fail=True) == 0:
+        with progress.step("migrate --from (stops)") as step:
+            stopped = run(["paster", "datagovuk", "migrate", *source,
+                           *verbose, "-c", ini], env, step, may_fail=True)
+        if stopped == 0:
             print("(it did not stop: the generated site had no clash)")
         else:
-            run(["paster", "datagovuk", "migrate", *source,
-                 "--resolve-email-clash", "keep-oldest", "-c", ini], env)
-        run(["ckan", "-c", ini, "datagovuk", "promote", "--demoted"], env)
-        run(["ckan", "-c", ini, "datagovuk", "status"], env)
-        searchable(ini, env)
-    print("\nDemo finished: the old site was imported, migrated, indexed "
+            with progress.step("migrate --from --resolve-email-clash") \
+                    as step:
+                run(["paster", "datagovuk", "migrate", *source, *verbose,
+                     "--resolve-email-clash", "keep-oldest", "-c", ini],
+                    env, step)
+        with progress.step("promote --demoted") as step:
+            run(["ckan", "-c", ini, "datagovuk", "promote", "--demoted"],
+                env, step)
+        with progress.step("status") as step:
+            run(["ckan", "-c", ini, "datagovuk", "status"], env, step)
+        with progress.step("package_search") as step:
+            found = searchable(ini, env)
+            step.result = (f"{found['package_search']} of "
+                           f"{found['public_datasets']} public datasets")
+    print("\n== Demo finished: the old site was imported, migrated, indexed "
           "(the search core swapped in with the database), and its "
-          "sysadmins promoted again.")
+          "sysadmins promoted again")
+    print(output.Result(steps=progress.steps).table())
     return 0
 
 

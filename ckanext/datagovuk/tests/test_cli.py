@@ -1,4 +1,6 @@
 """The ``datagovuk`` group is reachable through ckan, IClick and paster."""
+import json
+
 import pytest
 
 from ckanext.datagovuk.cli import datagovuk
@@ -168,16 +170,23 @@ def server_state(admin_url: str, target: str):
                             "'information_schema') ORDER BY 1, 2"))
 
 
-@pytest.mark.parametrize("case", sorted(USAGE_ERRORS))
-def test_usage_error_found_after_the_parse_exits_2_before_anything_runs(
-        case, make_database, pg_admin_url, tmp_path):
+def usage_case(case: str, tmp_path, make_database, pg_admin_url):
+    """The case's arguments (with an empty dump file), its message, a new
+    target database and the server's state before."""
     args, expected = USAGE_ERRORS[case]
     dump = tmp_path / "old.dump"
     dump.write_bytes(b"")
     target = make_database()
-    before = server_state(pg_admin_url, target)
-    result = paster_datagovuk([arg.format(dump=dump) for arg in args],
-                              db_url=target)
+    return ([arg.format(dump=dump) for arg in args], expected, target,
+            server_state(pg_admin_url, target))
+
+
+@pytest.mark.parametrize("case", sorted(USAGE_ERRORS))
+def test_usage_error_found_after_the_parse_exits_2_before_anything_runs(
+        case, make_database, pg_admin_url, tmp_path):
+    args, expected, target, before = usage_case(case, tmp_path,
+                                                make_database, pg_admin_url)
+    result = paster_datagovuk(args, db_url=target)
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in one_line_error(result)
     assert result.stdout == ""
@@ -195,4 +204,95 @@ def test_drop_old_without_replace_is_a_usage_error_through_ckan_too(
     assert "--drop-old only makes sense with --replace" in \
         one_line_error(result)
     assert result.stdout == ""
+    assert server_state(pg_admin_url, target) == before
+
+
+# --- -v, -q and --json: every command, one shape ------------------------------
+
+@pytest.mark.parametrize("name", sorted(datagovuk.commands))
+def test_every_command_takes_the_output_options_listed_in_their_group(name):
+    import click
+
+    command = datagovuk.commands[name]
+    with click.Context(command, info_name=name) as ctx:
+        help_text = command.get_help(ctx)
+    names = {param.name for param in command.params}
+    assert {"verbose", "quiet", "as_json"} <= names
+    output_part = help_text.split("Output options:")[1]
+    for option in ("-v, --verbose", "-q, --quiet", "--json"):
+        assert option in output_part, help_text
+
+
+def test_migrate_help_groups_its_own_the_import_and_the_output_options():
+    import click
+
+    command = datagovuk.commands["migrate"]
+    with click.Context(command, info_name="migrate") as ctx:
+        help_text = command.get_help(ctx)
+    own, rest = help_text.split("Migrate options:")[1].split(
+        "Import options:")
+    imported, output_part = rest.split("Output options:")
+    assert "--resolve-email-clash" in own and "--remote-db" not in own
+    assert "--remote-db" in imported and "--dry-run" not in imported
+    assert "--json" in output_part and "--jobs" not in output_part
+
+
+@pytest.mark.parametrize("name", sorted(datagovuk.commands))
+def test_json_usage_error_is_one_object_on_stdout_and_exit_2(name,
+                                                             make_database):
+    result = ckan_datagovuk([name, "--json", "--no-such-option"],
+                            db_url=make_database())
+    assert result.returncode == 2, result.stdout + result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["ok"] is False and shown["steps"] == []
+    assert "--no-such-option" in shown["error"]
+    assert "--no-such-option" in one_line_error(result)
+
+
+@pytest.mark.parametrize("case", ["drop-old without replace",
+                                  "migrate --from with --dry-run",
+                                  "password in --remote-db"])
+def test_json_usage_error_found_after_the_parse_is_one_object_too(
+        case, make_database, pg_admin_url, tmp_path):
+    args, expected, target, before = usage_case(case, tmp_path,
+                                                make_database, pg_admin_url)
+    result = paster_datagovuk([*args, "--json"], db_url=target)
+    assert result.returncode == 2, result.stdout + result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["ok"] is False and expected in shown["error"]
+    assert expected in one_line_error(result)
+    assert server_state(pg_admin_url, target) == before
+
+
+def test_verbose_and_quiet_together_are_a_usage_error(make_database):
+    result = paster_datagovuk(["status", "-v", "-q"], db_url=make_database())
+    assert result.returncode == 2
+    assert "-v and -q" in one_line_error(result)
+
+
+def test_status_json_is_the_common_shape_with_the_status_fields(ckan_db_url):
+    result = ckan_datagovuk(["status", "--json"], db_url=ckan_db_url)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["ok"] is True and shown["error"] is None
+    assert isinstance(shown["steps"], list)
+    assert "database" in shown and "next_command" in shown
+
+
+def test_a_plan_that_predicts_a_refusal_exits_non_zero(make_database,
+                                                       pg_admin_url,
+                                                       tmp_path):
+    dump = tmp_path / "old.dump"
+    dump.write_bytes(b"")
+    target = make_database()
+    run_sql(target, "CREATE TABLE marker (note text)")
+    before = server_state(pg_admin_url, target)
+    result = paster_datagovuk(["import", str(dump), "--plan"], db_url=target)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "refuse: " in result.stdout
+    assert "the plan stops at a refusal" in one_line_error(result)
+    shown = json.loads(paster_datagovuk(
+        ["import", str(dump), "--plan", "--json"], db_url=target).stdout)
+    assert shown["ok"] is False and any("refuse: " in line
+                                        for line in shown["plan"])
     assert server_state(pg_admin_url, target) == before

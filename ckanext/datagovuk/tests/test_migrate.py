@@ -83,7 +83,7 @@ def migrated(make_module_database, old_site_template):
     the snapshot taken before."""
     url = make_module_database(template=old_site_template)
     before = snapshot_old_site(url)
-    result = ckan_datagovuk(MIGRATE, db_url=url)
+    result = ckan_datagovuk([*MIGRATE, "-v"], db_url=url)
     assert result.returncode == 0, result.stderr
     return {"url": url, "before": before, "result": result}
 
@@ -93,7 +93,7 @@ def migrated_with_paster(make_module_database, old_site_template):
     url = make_module_database(template=old_site_template)
     result = paster_datagovuk(MIGRATE, db_url=url)
     assert result.returncode == 0, result.stderr
-    return url
+    return {"url": url, "result": result}
 
 
 @pytest.fixture(scope="module")
@@ -121,14 +121,45 @@ def test_report_names_versions_steps_demotions_and_next_steps(migrated):
     assert "Demoted sysadmins" in out and "promote --demoted" in out
     assert "datagovuk reindex" in out
     assert "ckan.storage_path" in out and "datastore" in out
-    # progress with timings comes first
+    # -v: progress with timings comes first, a line per revision
     assert re.search(r"schema upgrade: done in [\d.]+ s", out)
     assert "Migration of" in out.split("schema upgrade: done")[1]
+    assert re.search(r"\n  core \w+ .*\([\d.]+ s\)\n", out)
+
+
+def test_the_traps_list_counts_the_email_clashes_the_decision_settled(
+        migrated):
+    # One figure: the addresses that clash once the data migrations ran,
+    # which the error without a decision names too.
+    out = migrated["result"].stdout
+    listed = int(re.search(r"\n  email-clashes: (\d+) ", out).group(1))
+    settled = query(migrated["url"], "SELECT count(DISTINCT lower(email)) "
+                    "FROM datagovuk.email_clash_resolutions")[0][0]
+    assert listed == settled >= 1
+    assert "needs a decision" not in out
+
+
+def test_by_default_the_report_is_short_and_ends_with_the_table(
+        migrated_with_paster):
+    out = migrated_with_paster["result"].stdout
+    lines = out.splitlines()
+    assert len(lines) <= 45, out
+    assert not re.search(r"\n  core \w+ ", out), out
+    assert "schema version: legacy 71 -> alembic " in out
+    assert "Data migrations: 001_bytemark_to_govuk.sql" in out
+    table = out.split("\n\n")[-1].splitlines()
+    assert table[0].startswith("pre-flight: done in ")
+    assert any(line.startswith("total: ") and line.endswith(" ok")
+               for line in table)
+    # The next steps name the config in use, not a placeholder.
+    assert f"ckan -c {TEST_INI} datagovuk promote --demoted" in out
+    assert "CKAN_INI" not in out
+    assert "ckan.storage_path" not in out        # a note: -v only
 
 
 @pytest.mark.parametrize("which", ["ckan", "paster"])
 def test_ckan_db_check_passes(which, migrated, migrated_with_paster):
-    url = migrated["url"] if which == "ckan" else migrated_with_paster
+    url = (migrated if which == "ckan" else migrated_with_paster)["url"]
     result = db_check(url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Database schema is up to date" in result.stdout
@@ -138,7 +169,7 @@ def test_ckan_db_check_passes(which, migrated, migrated_with_paster):
 def test_public_schema_equals_a_fresh_ckan_db_init(which, migrated,
                                                    migrated_with_paster,
                                                    fresh_schema):
-    url = migrated["url"] if which == "ckan" else migrated_with_paster
+    url = (migrated if which == "ckan" else migrated_with_paster)["url"]
     assert dump_database(url, "-s", "-n", "public") == fresh_schema
 
 

@@ -3,6 +3,7 @@ staging database (and a new Solr core), swapped in only when every step
 succeeded.  Real sshd on loopback, real PostgreSQL, a real Solr (a private
 one per test, so that its swaps leave the session's core alone), CKAN's real
 migrations; nothing mocked."""
+import json
 import os
 import shutil
 import subprocess
@@ -102,10 +103,19 @@ def test_the_whole_move_lands_in_one_swap(ini, ssh_server, source,
         (CONFIGURED_SYSADMIN, "configured")]
     assert fingerprint(source[0]) == source[2], "the source was modified"
     assert leftovers(pg_admin_url, database_name(missing_url)) == []
-    assert "promote --configured" in result.stdout
-    assert "Time of each step: import" in result.stdout
-    assert "Verify (the staging database, before the swap): every check " \
-        "holds" in result.stdout
+    # One table of the steps, each once, the migration under the target's
+    # name (the staging database is gone after the swap).
+    for step in ("checks", "transfer+restore", "verify", "migrate",
+                 "promote --configured", "verify the move", "reindex",
+                 "swap"):
+        assert result.stdout.count(f"\n{step}: done in ") == 1, step
+    assert "__import_" not in result.stdout
+    # What an operator watches (stdout not a terminal): a line per step,
+    # the report, the table and the next steps; no line per revision.
+    assert len(result.stdout.splitlines()) <= 60, result.stdout
+    assert " (0.0 s)" not in result.stdout
+    assert f"-c {ini} datagovuk promote --demoted" in result.stdout
+    assert "CKAN_INI" not in result.stdout
     assert_searchable(result, missing_url, solr)
 
 
@@ -216,7 +226,17 @@ def test_plan_shows_the_commands_and_changes_nothing(ini, ssh_server, source,
         "users the migration keeps (CKAN 2.12 forbids it) (settled by " \
         "--resolve-email-clash keep-oldest)" in result.stdout
     assert "ssh " in result.stdout
-    assert "pg_dump -Fc -Z1 -O -x" in result.stdout
+    # One command per step, for the format and compression that will be
+    # used: no "or psql" for a custom dump, no -Z1 line when zstd carries
+    # it (only the fallback named), and the swap once, as step 4.
+    if shutil.which("zstd"):
+        assert "zstd -d -q -c" in result.stdout
+        assert "pg_dump -Fc -Z1" not in result.stdout
+    else:
+        assert "pg_dump -Fc -Z1 -O -x" in result.stdout
+    assert "or psql" not in result.stdout
+    assert result.stdout.count("RENAME TO") == 1
+    assert "\n6. swap the new core in, then swap: " in result.stdout
     assert "--section=pre-data --section=data" in result.stdout
     assert "pg_restore --no-owner" in result.stdout
     assert "-j 2 --section=post-data" in result.stdout
@@ -348,7 +368,6 @@ def test_an_unknown_configured_sysadmin_stops_it_before_the_swap(
 @pytest.mark.parametrize("args, message", [
     (["--plan"], "--plan goes with --from"),
     (["--jobs", "2"], "--jobs only go with --from"),
-    (["--from", "oldsite", "--json"], "--json does not go with --from"),
     (["--no-reindex"], "--no-reindex goes with --from"),
 ])
 def test_options_that_need_from_are_usage_errors(make_database, args,
@@ -358,3 +377,35 @@ def test_options_that_need_from_are_usage_errors(make_database, args,
     assert result.returncode == 2
     assert message in result.stderr
 
+
+def test_json_is_one_object_with_the_steps_and_progress_on_stderr(
+        ini, ssh_server, source, missing_url, pg_admin_url):
+    result = paster_migrate_from(ini, ssh_server, source, missing_url,
+                                 "--resolve-email-clash", "keep-oldest",
+                                 "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["ok"] is True and shown["error"] is None
+    assert [step["name"] for step in shown["steps"]] == [
+        "checks", "transfer+restore", "indexes and keys", "verify",
+        "migrate", "promote --configured", "verify the move",
+        "reindex", "swap"]
+    assert shown["migration"]["outcome"] == "committed"
+    # The report's sysadmins agree with promote's: people only.
+    assert shown["migration"]["counts_after"]["sysadmins"] == 0
+    assert shown["promotion"]["after"] == [CONFIGURED_SYSADMIN]
+    assert "migrate ..." in result.stderr
+    assert leftovers(pg_admin_url, database_name(missing_url)) == []
+
+
+def test_json_failure_is_one_object_naming_the_error(
+        ini, ssh_server, source, make_database, pg_admin_url):
+    target = make_database()
+    result = paster_migrate_from(ini, ssh_server, source, target, "--json")
+    assert result.returncode == 1
+    shown = json.loads(result.stdout)
+    assert shown["ok"] is False
+    assert "--resolve-email-clash keep-oldest" in shown["error"]
+    assert shown["steps"][-1] == {**shown["steps"][-1], "name": "migrate",
+                                  "result": "failed"}
+    assert leftovers(pg_admin_url, database_name(target)) == []

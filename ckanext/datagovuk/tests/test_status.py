@@ -339,6 +339,21 @@ def test_a_database_of_something_else_is_not_ckan(make_database):
     assert "not a CKAN database" in status.format_text(state)
 
 
+def test_tables_only_outside_public_are_not_an_empty_database(
+        make_database):
+    # What `import` counts too: it would refuse this one without --replace.
+    url = make_database()
+    execute(url, "CREATE SCHEMA billing; CREATE TABLE billing.invoices "
+                 "(id int)")
+
+    result = ckan_datagovuk(["status"], db_url=url)
+
+    assert result.returncode == 0, result.stderr
+    assert "Database:            not a CKAN database" in result.stdout
+    assert "empty" not in result.stdout
+    assert "import SOURCE --replace" in result.stdout
+
+
 def test_ckans_legacy_version_when_another_extensions_row_comes_first(
         old_site):
     put_another_extensions_row_first(old_site)

@@ -201,7 +201,7 @@ def test_streamed_import_with_ckan_into_an_empty_database_equals_the_source(
 def test_restored_as_it_arrives_by_default_with_parallel_indexes(
         ssh_server, source, make_database, tmp_path, pg_admin_url):
     target = make_database()
-    result = paster_datagovuk(["import", ssh_server.destination,
+    result = paster_datagovuk(["import", "-v", ssh_server.destination,
                                *remote_db_args(source), *ssh_args(ssh_server)],
                               db_url=target)
     assert result.returncode == 0, result.stderr
@@ -218,7 +218,7 @@ def test_restored_as_it_arrives_by_default_with_parallel_indexes(
     # --keep-dump keeps what arrives: pg_dump compresses then.
     kept_target = make_database()
     kept = tmp_path / "kept.dump"
-    result = paster_datagovuk(["import", ssh_server.destination,
+    result = paster_datagovuk(["import", "-v", ssh_server.destination,
                                *remote_db_args(source), *ssh_args(ssh_server),
                                "--keep-dump", str(kept)],
                               db_url=kept_target)
@@ -287,7 +287,7 @@ def test_directory_import_leaves_nothing_on_the_remote_host(
     remote_tmp = tmp_path / "remote-tmp"
     remote_tmp.mkdir()
     kept = tmp_path / "kept"
-    result = paster_datagovuk(["import", ssh_server.destination,
+    result = paster_datagovuk(["import", "-v", ssh_server.destination,
                                *remote_db_args(source), *ssh_args(ssh_server),
                                "--remote-format", "directory",
                                "--remote-tmpdir", str(remote_tmp),
@@ -302,7 +302,7 @@ def test_directory_import_leaves_nothing_on_the_remote_host(
     # The kept directory is a dump of its own: it imports again.
     assert (kept / "toc.dat").is_file()
     again = make_database()
-    result = paster_datagovuk(["import", str(kept)], db_url=again)
+    result = paster_datagovuk(["import", "-v", str(kept)], db_url=again)
     assert result.returncode == 0, result.stderr
     assert "(directory format" in result.stdout
     assert_imported(again, source)
@@ -369,7 +369,7 @@ def test_a_remote_pg_dump_older_than_9_3_sends_a_custom_dump_instead(
                            'exec pg_dump "$@"\n')
     old_pg_dump.chmod(0o755)
     target = make_database()
-    result = paster_datagovuk(["import", ssh_server.destination,
+    result = paster_datagovuk(["import", "-v", ssh_server.destination,
                                *remote_db_args(source), *ssh_args(ssh_server),
                                "--remote-pg-dump", str(old_pg_dump),
                                "--remote-format", "directory"],
@@ -396,7 +396,7 @@ def test_directory_route_refuses_an_existing_keep_dump_path(
 
 def test_remote_dump_file_with_paster_into_a_missing_database(
         ssh_server, source, old_site_dump, missing_url, pg_admin_url):
-    result = paster_datagovuk(["import",
+    result = paster_datagovuk(["import", "-v",
                                f"{ssh_server.destination}:{old_site_dump}",
                                *ssh_args(ssh_server), "--jobs", "2"],
                               db_url=missing_url)
@@ -465,7 +465,7 @@ def test_plain_dump_with_owners_and_grants_for_absent_roles(
     text = plain.read_text()
     assert f"OWNER TO {owner};" in text and f"TO {reader};" in text
 
-    result = paster_datagovuk(["import", str(plain)], db_url=missing_url)
+    result = paster_datagovuk(["import", "-v", str(plain)], db_url=missing_url)
     assert result.returncode == 0, result.stderr
     assert "owner/privilege statements" in result.stdout
     assert_imported(missing_url, source)
@@ -625,8 +625,9 @@ def test_an_index_that_fails_after_the_streamed_data_loses_nothing(
          f"user={url.username}", "--replace"], existing_target)
     message = assert_failed_cleanly(result, existing_target, before,
                                     pg_admin_url)
-    assert "transfer+restore: done" in result.stdout
-    assert "indexes and keys: done" not in result.stdout
+    # The streamed data was restored; the indexes' step, next, failed.
+    assert result.stdout.endswith("transfer+restore ...\n"
+                                  "indexes and keys ...\n"), result.stdout
     assert message.startswith("Error: pg_restore failed, nothing was "
                               "imported: ")
     assert "no index on this server" in message
@@ -840,20 +841,27 @@ def test_plan_names_each_program_and_quotes_operator_values(ssh_server,
         "dbname=ckan user=co", "2", "0", "sync", ""]
     assert any("pg_restore --no-owner" in line and "-j 2" in line
                for line in lines)
+    # This host has zstd: the plan shows the zstd pipeline that will run
+    # (the fallback only named), and no psql for a custom dump.
     streamed = transfer.plan(ssh_server.destination, existing_target,
                              transfer.ImportOptions(replace=True))
-    assert any("pg_dump -Fc -Z1 -O -x -w -d ckan" in line
-               and "| PGHOST=" in line
+    assert any(remote.ZSTD_DUMP_SCRIPT in line and "| PGHOST=" in line
+               and "zstd -d -q -c |" in line
                and "--section=pre-data --section=data" in line
-               for line in streamed)
+               for line in streamed), streamed
     assert any("-j 2 --section=post-data" in line for line in streamed)
-    assert any(line.startswith("if both hosts have zstd: pg_dump -Fc -Z0")
-               for line in streamed)
+    assert any(line.startswith("(if the remote host has no zstd: pg_dump "
+                               "-Z1 there") for line in streamed)
+    assert not any("pg_dump -Fc -Z1" in line or "or psql" in line
+                   for line in streamed)
+    # A level given: pg_dump compresses, no zstd.
     one_job = transfer.plan(ssh_server.destination, existing_target,
-                            transfer.ImportOptions(jobs=1, replace=True))
+                            transfer.ImportOptions(jobs=1, replace=True,
+                                                   compression=1))
     assert any("pg_dump -Fc -Z1 -O -x -w -d ckan" in line
                and "| PGHOST=" in line and "--section" not in line
                for line in one_job)
+    assert not any("zstd" in line for line in one_job)
 
 
 def test_without_createdb_the_admin_url_creates_and_renames(

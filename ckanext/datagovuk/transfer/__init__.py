@@ -52,10 +52,9 @@ user.  A dump that switches database (``\\connect``, from ``pg_dump -C`` or
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Callable, ContextManager
 
-from ckanext.datagovuk import workdir
+from ckanext.datagovuk import output, workdir
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.transfer.load import Loader
 from ckanext.datagovuk.transfer.lock import TargetLock
@@ -64,7 +63,7 @@ from ckanext.datagovuk.transfer.options import (
     DEFAULT_REMOTE_FORMAT, DEFAULT_REMOTE_PG_DUMP, REMOTE_FORMATS,
     ImportOptions, ImportResult, SourceCheck, check_options)
 from ckanext.datagovuk.transfer.plain import PlainDumpFilter, detect_format
-from ckanext.datagovuk.transfer.plan import plan_lines
+from ckanext.datagovuk.transfer.plan import plan_lines, refusal
 from ckanext.datagovuk.transfer.remote import Remote, parse_version
 from ckanext.datagovuk.transfer.sources import (
     DEFAULT_REMOTE_DB, Source, SshSettings, parse_source)
@@ -81,7 +80,8 @@ __all__ = [
     "check_usage",
     "PlainDumpFilter", "Source", "SshSettings", "TargetState", "backup_name",
     "detect_format", "extension_package", "import_database",
-    "parse_source", "parse_version", "plan", "probe_source", "staging_name",
+    "parse_source", "parse_version", "plan", "probe_source", "refusal",
+    "staging_name",
 ]
 
 # Called with the staging database's URL once it is loaded and verified,
@@ -121,20 +121,20 @@ class _Import:
 
     @contextlib.contextmanager
     def phase(self, name: str):
-        started = time.monotonic()
-        self.echo(f"{name}...")
-        yield
-        seconds = time.monotonic() - started
-        self.phases.append((name, seconds))
-        self.echo(f"{name}: done in {seconds:.1f} s")
+        with output.step(self.echo, name) as step:
+            yield step
+        self.phases.append((name, step.seconds))
 
     def run(self) -> ImportResult:
         # One import per target at a time: a second refuses (or waits)
         # before it checks or changes anything.
         self.lock.acquire(self.options.wait)
         try:
-            with self.phase("checks"):
+            with self.phase("checks") as step:
                 state = self.checks()
+                step.result = f"target {self.staging.target} " + (
+                    "(empty)" if state.empty else "(to be replaced)"
+                    if state.exists else "(new)")
             try:
                 result = self.load_verify_swap(state)
             except BaseException:
@@ -157,8 +157,8 @@ class _Import:
                           self.remote.directory_route)
             state = self.staging.check_target(self.options.replace)
             for path in workdir.remove_abandoned():
-                self.echo(f"removed {path}, left by an import that was "
-                          "killed")
+                output.notice(self.echo, f"removed {path}, left by an "
+                              "import that was killed")
             if probe is not None:
                 self.remote.check_versions(probe, self.echo)
                 if self.remote.facts is not None:
@@ -184,8 +184,10 @@ class _Import:
                        if self.remote.directory_route else None)
         self.staging.create()
         self.loader.load(remote_dump)
-        with self.phase("verify"):
+        with self.phase("verify") as step:
             counts, size, pretty = self.staging.verify()
+            step.result = (f"{pretty}, {counts.get('package', 0)} "
+                           "datasets")
         if self.before_swap:
             self.before_swap(
                 self.staging.url.render_as_string(hide_password=False))
@@ -193,8 +195,12 @@ class _Import:
         self.lock.reassert()
         self.staging.hold_claim()
         # Not interruptible: the operator is told exactly what happened.
-        with self.phase("swap"), signals_ignored(), self.alongside_swap():
+        with self.phase("swap") as step, signals_ignored(), \
+                self.alongside_swap():
             backup = self.staging.swap(state, self.options.drop_old)
+            step.result = f"now {self.staging.target}" + (
+                f" (the old one kept as {backup})" if backup
+                and not state.empty and not self.options.drop_old else "")
         loader = self.loader
         return ImportResult(
             database=self.staging.target, size_bytes=size,
@@ -205,7 +211,8 @@ class _Import:
             backup_database=backup if backup and not state.empty
             and not self.options.drop_old else None,
             replaced_empty=state.exists and state.empty,
-            phases=self.phases, kept_dump=loader.kept_dump)
+            phases=self.phases, kept_dump=loader.kept_dump,
+            wire=self.remote.wire_note() if self.source.is_remote else "")
 
     def cleanup(self, failed: bool) -> None:
         self.children.kill_all()

@@ -36,7 +36,7 @@ class Loader:
         self.staging = staging
         self.remote = remote
         self.children = children
-        self.restore = Restore(staging, children, self.work_dir)
+        self.restore = Restore(staging, children, self.work_dir, echo)
         self.work: workdir.WorkDir | None = None
         self.dump_format = ""
         self.bytes_transferred = 0
@@ -45,6 +45,8 @@ class Loader:
         # Called once the data is in, before the indexes are built (when
         # the dump's format lets them wait), if set.
         self.data_loaded: Callable[[], None] | None = None
+        # The transfer in one line, for the step's result.
+        self.transfer_summary = ""
 
     def load(self, remote_dump: Child | None = None) -> None:
         if remote_dump is not None:
@@ -95,8 +97,9 @@ class Loader:
         self.echo(f"{self.describe_source()} "
                   f"(directory format, pg_dump -j {self.options.jobs} "
                   "there, each table sent as soon as it is dumped)")
-        with self.phase("remote dump+transfer"):
+        with self.phase("remote dump+transfer") as step:
             self.receive_directory(reader, path)
+            step.result = self.transfer_summary
         self.keep_dump_complete = True
         # The transfer is the long stretch with no session of ours but the
         # lock's.
@@ -114,7 +117,7 @@ class Loader:
             "tar", ["tar", "-x", "--ignore-zeros", "-f", "-", "-C", path,
                     "--no-same-owner"], stdin=subprocess.PIPE)
         try:
-            self.bytes_transferred = pump(
+            self.bytes_transferred, self.transfer_summary = pump(
                 stream, head, [(unpack.process.stdin, "tar")], self.echo,
                 "received", self.fail_on_error(reader))
         except SinkClosed:
@@ -140,7 +143,7 @@ class Loader:
                        if entry.is_file())
             self.echo(f"source: {path} (directory format, "
                       f"{human_bytes(size)})")
-            self.restore_local(path)
+            self.restore_local(path, size)
             return
         try:
             with open(path, "rb") as handle:
@@ -150,27 +153,32 @@ class Loader:
         self.dump_format = detect_format(head)
         self.echo(f"source: {path} ({self.dump_format} format, "
                   f"{human_bytes(os.path.getsize(path))})")
+        size = os.path.getsize(path)
         if self.dump_format == "custom":
-            self.restore_local(path)
+            self.restore_local(path, size)
         else:
-            with self.phase("load"), open(path, "rb") as handle:
+            with self.phase("load") as step, open(path, "rb") as handle:
                 self.stream_plain(handle, None, "read")
+                step.result = self.transfer_summary
             self.after_data()
 
-    def restore_local(self, path: str) -> None:
+    def restore_local(self, path: str, size: int) -> None:
         """A local custom or directory dump; with a check to run once the
         data is in, the indexes and keys wait for it."""
         if self.data_loaded is None:
-            with self.phase("restore"):
-                self.restore.restore_file(path, self.options.jobs)
+            with self.phase("restore") as step:
+                self.restore.restore_file(path, self.options.jobs, size=size)
+                step.result = f"{human_bytes(size)} restored"
             return
-        with self.phase("restore"):
+        with self.phase("restore") as step:
             self.restore.restore_file(path, self.options.jobs,
-                                      ("pre-data", "data"))
+                                      ("pre-data", "data"), size=size)
+            step.result = f"{human_bytes(size)} restored"
         self.after_data()
-        with self.phase("indexes and keys"):
+        with self.phase("indexes and keys") as step:
             self.restore.restore_file(path, self.options.jobs,
                                       ("post-data",))
+            step.result = f"pg_restore -j {self.options.jobs}"
 
     def after_data(self) -> None:
         if self.data_loaded is not None:
@@ -187,23 +195,27 @@ class Loader:
         wire = self.remote.wire_note()
         if self.dump_format == "plain":
             self.echo(f"{source} (plain format)")
-            with self.phase("transfer+load"):
+            with self.phase("transfer+load") as step:
                 self.stream_plain(stream, reader, "received", head)
+                step.result = self.transfer_summary
             self.after_data()
         elif self.options.jobs > 1:
             self.echo(f"{source} (custom format{wire}, "
                       "restored as it arrives; indexes and keys then built "
                       f"with pg_restore -j {self.options.jobs})")
-            with self.phase("transfer+restore"):
+            with self.phase("transfer+restore") as step:
                 toc = self.stream_custom(stream, reader, head,
                                          sections=("pre-data", "data"))
+                step.result = self.transfer_summary
             self.after_data()
-            with self.phase("indexes and keys"):
+            with self.phase("indexes and keys") as step:
                 self.restore.restore_post_data(toc, self.options.jobs)
+                step.result = f"pg_restore -j {self.options.jobs}"
         else:
             self.echo(f"{source} (custom format{wire})")
-            with self.phase("transfer+restore"):
+            with self.phase("transfer+restore") as step:
                 self.stream_custom(stream, reader, head)
+                step.result = self.transfer_summary
             self.after_data()
 
     def format_of_stream(self, head: bytes, reader: Child) -> str:
@@ -258,7 +270,7 @@ class Loader:
              verb: str, keep, transform=None) -> None:
         """Pump the dump into ``loader``'s stdin (and into ``keep``)."""
         try:
-            self.bytes_transferred = pump(
+            self.bytes_transferred, self.transfer_summary = pump(
                 stream, head, [(loader.process.stdin, loader.name)],
                 self.echo, verb, self.fail_on_error(reader),
                 transform=transform, raw_sinks=[keep],

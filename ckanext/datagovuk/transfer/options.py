@@ -80,9 +80,13 @@ class ImportResult:
     replaced_empty: bool
     phases: list[tuple[str, float]]
     kept_dump: str | None = None
+    # How the dump came compressed (", compressed by zstd -1 on the way").
+    wire: str = ""
 
     def summary_lines(self) -> list[str]:
-        lines = [f"imported {self.source} into database {self.database} "
+        # "source: ..." as the -v line, which the benchmark parses.
+        lines = [f"source: {self.source} ({self.dump_format} format"
+                 f"{self.wire}) imported into database {self.database} "
                  f"({self.size_pretty})"]
         if self.backup_database:
             lines.append(f"the previous database is kept as "
@@ -91,8 +95,6 @@ class ImportResult:
             lines.append(f"dump kept at {self.kept_dump}")
         lines.append("rows: " + ", ".join(
             f"{name} {count}" for name, count in self.row_counts.items()))
-        lines.append("phases: " + ", ".join(
-            f"{name} {seconds:.1f} s" for name, seconds in self.phases))
         return lines
 
 

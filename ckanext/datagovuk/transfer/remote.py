@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from ckanext.datagovuk import output
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.transfer.options import (DEFAULT_COMPRESSION,
                                                 ImportOptions)
@@ -194,9 +195,10 @@ class Remote:
         self.has_zstd = REMOTE_ZSTD_MARKER in stdout
         if self.options.remote_format == "directory" \
                 and self.options.jobs > 1 and not self.directory_route:
-            echo(f"the remote pg_dump {version_text(remote_version)} "
-                 "cannot dump in parallel (9.3 and later can): it "
-                 "sends a custom-format dump instead")
+            output.notice(echo, f"the remote pg_dump "
+                          f"{version_text(remote_version)} cannot dump in "
+                          "parallel (9.3 and later can): it sends a "
+                          "custom-format dump instead")
         if local_version < remote_version:
             raise OperatorError(
                 f"the remote pg_dump is version {version_text(remote_version)}"

@@ -13,9 +13,10 @@ from typing import Callable
 from ckanext.datagovuk import db
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.transfer.staging import Staging
-from ckanext.datagovuk.transfer.stream import (Child, Children,
+from ckanext.datagovuk.transfer.stream import (Child, Children, Echo,
                                                meaningful_line, pg_program,
-                                               read_head)
+                                               read_head, silent,
+                                               watch_reading)
 
 # How much of a streamed custom dump may be held back to read its table of
 # contents (a CKAN schema's is about 100 KB) before the load starts.
@@ -51,7 +52,8 @@ class Restore:
     """The programs that load a dump into ``staging``."""
 
     def __init__(self, staging: Staging, children: Children,
-                 work_dir: Callable[[], str]):
+                 work_dir: Callable[[], str], echo: Echo = silent):
+        self.echo = echo
         self.staging = staging
         self.children = children
         self.work_dir = work_dir
@@ -119,17 +121,21 @@ class Restore:
         return path
 
     def restore_file(self, path: str, jobs: int,
-                     sections: tuple[str, ...] = ()) -> None:
-        """A whole dump here (a custom-format file or a directory), or only
-        its ``sections``, with ``pg_restore -j jobs``."""
+                     sections: tuple[str, ...] = (), size: int = 0) -> None:
+        """A whole dump here (a custom-format file or a directory, of
+        ``size`` bytes), or only its ``sections``, with ``pg_restore -j
+        jobs``, showing how much of it has been read."""
         listing = subprocess.run([pg_program("pg_restore"), "-l", path],
                                  capture_output=True, text=True)
         if listing.returncode != 0:
             raise OperatorError(f"the dump is truncated or corrupt: "
                                 f"{meaningful_line(listing.stderr)}")
         list_file = self.write_toc_list(listing.stdout)
-        finish(self.start(list_file, jobs, [
-            *(f"--section={section}" for section in sections), path]))
+        restore = self.start(list_file, jobs, [
+            *(f"--section={section}" for section in sections), path])
+        if size:
+            watch_reading(restore, size, self.echo, "restore")
+        finish(restore)
 
     def query_file(self, sql_path: str, site_user: str) -> str:
         """What psql answers to the read-only query in ``sql_path`` on the

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg2
 from psycopg2 import sql
 
-from ckanext.datagovuk import db
+from ckanext.datagovuk import db, output
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.transfer.stream import Echo
 
@@ -188,8 +188,8 @@ class Staging:
                     continue        # another import is running into it
                 try:
                     self.drop_database(name)
-                    self.echo(f"dropped {name}, left by an import that was "
-                              "killed")
+                    output.notice(self.echo, f"dropped {name}, left by an "
+                                  "import that was killed")
                 finally:
                     cur.execute("SELECT pg_advisory_unlock(hashtext(%s))",
                                 (name,))
@@ -215,8 +215,9 @@ class Staging:
                 "was lost (did the server restart?) and another import into "
                 f"{self.target} has taken it over or dropped it; nothing was "
                 "imported")
-        self.echo(f"the session holding the staging database {self.name} "
-                  "was lost (did the server restart?): it is held again")
+        output.notice(self.echo, f"the session holding the staging "
+                      f"database {self.name} was lost (did the server "
+                      "restart?): it is held again")
 
     def release(self) -> None:
         if self.lock_connection is not None:
@@ -234,8 +235,9 @@ class Staging:
                 return
             except OperatorError as error:
                 if time.monotonic() >= deadline:
-                    self.echo(f"could not drop the staging database "
-                              f"{self.name}: {error}; drop it by hand")
+                    output.notice(self.echo, f"could not drop the staging "
+                                  f"database {self.name}: {error}; drop it "
+                                  "by hand")
                     return
                 time.sleep(1)
 

@@ -15,7 +15,9 @@ import threading
 import time
 from typing import Callable, Iterable, Optional
 
+from ckanext.datagovuk import output
 from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.output import human_bytes
 
 CHUNK_SIZE = 1 << 20
 PROGRESS_INTERVAL = 2.0
@@ -31,13 +33,39 @@ def silent(_message: str) -> None:
     pass
 
 
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(count) < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else \
-                f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} TiB"
+def bytes_read(pid: int) -> int:
+    """What process ``pid`` and its children (pg_restore's -j workers) have
+    read so far, by /proc/PID/io; 0 where that cannot be read."""
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            pids += [int(child) for child in handle.read().split()]
+    for each in pids:
+        with contextlib.suppress(OSError, ValueError):
+            with open(f"/proc/{each}/io") as handle:
+                for line in handle:
+                    if line.startswith("rchar:"):
+                        total += int(line.split()[1])
+    return total
+
+
+def watch_reading(child: "Child", total: int, echo: Echo, label: str,
+                  interval: float = 1.0) -> None:
+    """Live progress of a program that reads a ``total``-byte dump itself
+    (a local ``pg_restore``): bytes read, rate and time left; returns when
+    it exits."""
+    started = time.monotonic()
+    while True:
+        try:
+            child.process.wait(timeout=interval)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        done = min(bytes_read(child.process.pid), total)
+        if done:
+            output.live(echo, f"{label}: " + output.transfer_text(
+                done, time.monotonic() - started, total))
 
 
 def meaningful_line(text: str | bytes) -> str:
@@ -212,13 +240,16 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= PROGRESS_INTERVAL:
             self.last = now
-            self.report()
+            output.live(self.echo, f"{self.label}: " + output.transfer_text(
+                self.count, now - self.started))
 
-    def report(self, final: bool = False) -> None:
+    def report(self) -> str:
+        """The whole transfer in one line (detail; the step's result)."""
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        self.echo(f"{self.label}: {human_bytes(self.count)} "
-                  f"{'in' if final else 'after'} {elapsed:.1f} s "
-                  f"({human_bytes(self.count / elapsed)}/s)")
+        summary = (f"{human_bytes(self.count)} in {elapsed:.1f} s "
+                   f"({human_bytes(self.count / elapsed)}/s)")
+        self.echo(f"{self.label}: {summary}")
+        return summary
 
 
 def pipe_without_buffer(handle) -> bool:
@@ -270,9 +301,9 @@ def write_all(sink, data: bytes, name: str) -> None:
 
 def pump(stream, head: bytes, sinks: list, echo: Echo, verb: str,
          on_error: OnReadError, transform=None, raw_sinks: Iterable = (),
-         raw_name: str | None = None) -> int:
+         raw_name: str | None = None) -> tuple[int, str]:
     """Copy the dump from ``stream`` to every ``(sink, name)``, reporting
-    progress; how many bytes came.  ``raw_sinks`` (named ``raw_name``) get
+    progress; how many bytes came, and that in a line.  ``raw_sinks`` (named ``raw_name``) get
     the bytes as received (--keep-dump), ``sinks`` get them after
     ``transform`` (a PlainDumpFilter)."""
     progress = Progress(echo, verb)
@@ -299,8 +330,7 @@ def pump(stream, head: bytes, sinks: list, echo: Echo, verb: str,
         tail = transform.finish()
         for sink, name in sinks:
             write_all(sink, tail, name)
-    progress.report(final=True)
-    return progress.count
+    return progress.count, progress.report()
 
 
 def splice_rest(stream, sink, name: str, progress: Progress,
