@@ -107,7 +107,6 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size,
 
 
 @datagovuk.command(short_help="Check the migrated database against its manifest and CKAN's API.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--all", "everything", is_flag=True,
               help="Ask CKAN's API for every dataset and user, not a sample.")
 @click.option("--sample", type=click.IntRange(min=0), default=1000,
@@ -116,8 +115,9 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size,
                    "random; every dataset a trap fix touched is asked too.")
 @click.option("--seed", type=int, metavar="S",
               help="Seed of the random sample (printed by every run).")
+@output_options
 @click.pass_context
-def verify(ctx, as_json, everything, sample, seed):
+def verify(ctx, everything, sample, seed, verbose, quiet, as_json):
     """Compare the migrated database (sqlalchemy.url) with the manifest
     `migrate` recorded before it changed anything, by the documented rules:
     datasets, extras, resources, publishers, users, archive row counts, no
@@ -140,8 +140,12 @@ def verify(ctx, as_json, everything, sample, seed):
             raise
         # Scripts read the reason from the JSON, like every other outcome.
         report = run.VerifyReport(url, error=str(error))
+    if verbose and quiet:
+        raise click.UsageError("-v and -q contradict each other: give one")
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    elif quiet and report.ok:
+        click.echo(report.to_text().splitlines()[0])
     else:
         click.echo(report.to_text())
     ctx.exit(0 if report.ok else 1)

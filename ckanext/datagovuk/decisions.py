@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 from xml.etree import ElementTree
 
-from ckanext.datagovuk import legacy, preflight, runner, traps
+from ckanext.datagovuk import legacy, output, preflight, runner, traps
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.migrate import MigrationOptions
 from ckanext.datagovuk.transfer import SourceCheck
@@ -159,9 +159,9 @@ def source_check(options: MigrationOptions, settings: dict[str, str],
     def judge_answer(output: str) -> None:
         decisions = decide(output, options)
         for decision in decisions:
-            echo(f"  {decision.line()}")
+            output.notice(echo, f"  {decision.line()}")
         if not decisions:
-            echo("  none: nothing migrate would stop for")
+            output.notice(echo, "  none: nothing migrate would stop for")
         stopping = refusals(decisions)
         if stopping:
             raise OperatorError(stopping[0].refusal)

@@ -50,20 +50,23 @@ LOCK_KEY = 0x6467756D69677200
 
 Progress = Callable[[str], None]
 
-def next_steps(config_path: Optional[str]) -> list[str]:
+def next_steps(config_path: Optional[str], verified: bool = False,
+               indexed: bool = False) -> list[str]:
     """What to do after a committed migration, with the commands for the
-    config at ``config_path``."""
-    return [
+    config at ``config_path``; ``migrate --from`` has already verified the
+    move and built its search index unless told otherwise."""
+    steps = [] if verified else [
         "check the move against the manifest taken before it: "
-        + status.command_line("verify", config_path),
-        "promote the sysadmins again: "
-        + status.command_line("promote --demoted", config_path)
-        + " (or --configured / NAMES)",
-        "rebuild the search index: "
-        + status.command_line("reindex", config_path),
-        "enable the datagovuk plugin and the site's plugins in ckan.plugins "
-        "if they were disabled for the upgrade",
-    ]
+        + status.command_line("verify", config_path)]
+    steps.append("promote the sysadmins again: "
+                 + status.command_line("promote --demoted", config_path)
+                 + " (or --configured / NAMES)")
+    if not indexed:
+        steps.append("rebuild the search index: "
+                     + status.command_line("reindex", config_path))
+    steps.append("enable the datagovuk plugin and the site's plugins in "
+                 "ckan.plugins if they were disabled for the upgrade")
+    return steps
 
 
 # What the operator may need to know after a committed migration (-v).

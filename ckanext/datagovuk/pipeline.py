@@ -217,6 +217,14 @@ def migrate_from(source: str, target_url: str,
     if staging_index and staging_index.built:
         report.search_index += search.previous_index_lines(
             staging_index, import_options.drop_old)
+    # What this run did already is no next step.
+    done = migrate.next_steps(migration_options.config_path)
+    kept = migrate.next_steps(
+        migration_options.config_path, verified=bool(report.verification),
+        indexed=bool(staging_index and staging_index.built))
+    report.migration.next_steps = [
+        step for step in report.migration.next_steps
+        if step not in done or step in kept]
     report.timings = [*report.import_result.phases,
                       *((step.name, step.seconds) for step in steps)]
     return report

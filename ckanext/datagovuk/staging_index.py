@@ -10,6 +10,7 @@ that moment.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -17,11 +18,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ckanext.datagovuk import reindex
+from ckanext.datagovuk import output, reindex
 from ckanext.datagovuk.errors import OperatorError
 from ckanext.datagovuk.solr import SolrCores
 
 Echo = Callable[[str], None]
+
+
+def _json_object(text: str) -> dict:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
 
 
 def _ckan_program() -> str:
@@ -48,31 +56,36 @@ class StagingIndex:
                    f"{cores.live}-migrate-{time.strftime('%Y%m%d%H%M%S')}")
 
     def build(self, staging_url: str, echo: Echo) -> list[str]:
-        """Run the child; echo its progress; its report lines."""
+        """Run the child; show its progress live; its report lines."""
         command = [_ckan_program(), "-c", self.ini, "datagovuk", "reindex",
-                   "--into", self.core, "--no-swap"]
+                   "--into", self.core, "--no-swap", "--json"]
         child = subprocess.Popen(
             command, env={**os.environ, "CKAN_SQLALCHEMY_URL": staging_url},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        report = []
+        errors = []
         try:
-            for line in child.stdout:
-                echo("  " + line.rstrip("\n"))
-                if not line.startswith("indexed "):
-                    report.append(line.rstrip("\n"))
-            errors = child.stderr.read().strip().splitlines()
+            # With --json the child's progress comes on stderr, its one
+            # JSON object on stdout.
+            for line in child.stderr:
+                line = line.strip().replace("\x1b[K", "").split("\r")[-1]
+                if line.startswith("Error: "):
+                    errors.append(line.removeprefix("Error: "))
+                elif line:
+                    output.live(echo, f"reindex: {line}")
+            found = _json_object(child.stdout.read())
         except BaseException:
             # The child drops its core itself when it is stopped.
             child.terminate()
             child.wait()
             raise
-        if child.wait() != 0:
-            reason = errors[-1].removeprefix("Error: ") if errors else \
-                f"exit status {child.returncode}"
+        if child.wait() != 0 or not found.get("ok"):
+            reason = (found.get("error") or (errors[-1] if errors else
+                      f"exit status {child.returncode}"))
             raise OperatorError(f"indexing the staging database failed: "
                                 f"{reason}")
         self.built = True
-        return report
+        return [f"{found['datasets']} datasets indexed into core "
+                f"{self.core}"] + reindex.format_failures(found["failures"])
 
     @contextlib.contextmanager
     def swapped_in(self):

@@ -343,10 +343,12 @@ def test_a_dump_file_is_judged_once_its_data_is_in_before_its_indexes(
                           *source, "-c", ini], db_url=missing_url, cwd="/")
     assert one_line_error(result).startswith(
         "Error: 1 email address(es) shared")
-    assert ("transfer+restore: done" if remote else "restore: done") \
+    # The data is in (its step has started and ended: the check followed).
+    assert ("transfer+restore ..." if remote else "restore ...") \
         in result.stdout
+    assert "decisions ..." in result.stdout
     assert "needs a decision: 1 email address(es)" in result.stdout
-    assert "indexes and keys..." not in result.stdout
+    assert "indexes and keys ..." not in result.stdout
     assert leftovers(pg_admin_url, database_name(missing_url)) == []
 
 
@@ -406,6 +408,7 @@ def test_json_failure_is_one_object_naming_the_error(
     shown = json.loads(result.stdout)
     assert shown["ok"] is False
     assert "--resolve-email-clash keep-oldest" in shown["error"]
-    assert shown["steps"][-1] == {**shown["steps"][-1], "name": "migrate",
+    # The decision is found in the checks, before anything is transferred.
+    assert shown["steps"][-1] == {**shown["steps"][-1], "name": "checks",
                                   "result": "failed"}
     assert leftovers(pg_admin_url, database_name(target)) == []

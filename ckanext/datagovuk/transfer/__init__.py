@@ -162,8 +162,8 @@ class _Import:
             if probe is not None:
                 self.remote.check_versions(probe, self.echo)
                 if self.remote.facts is not None:
-                    self.echo("decisions, from the old database before the "
-                              "transfer:")
+                    output.notice(self.echo, "decisions, from the old "
+                                  "database before the transfer:")
                     self.options.source_check.judge(self.remote.facts)
         finally:
             if probe is not None and probe.poll() is None:
