@@ -301,7 +301,7 @@ def test_a_head_database_with_everything_applied_needs_its_index(head_site,
     assert state["data_migrations"]["pending"] == []
     assert state["demotions_recorded"] is False
     # add_rows' packages, none of them in the (emptied) session core.
-    assert state["search_index"] == {"datasets": 5, "indexed": 0,
+    assert state["search_index"] == {"datasets": 5, "unindexable": 0, "indexed": 0,
                                      "problem": None}
     assert state["next"] == "reindex"
     assert state["next_reason"] == ("the search index holds 0 datasets, "
