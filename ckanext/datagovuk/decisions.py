@@ -46,10 +46,10 @@ def _xml_rows(text: str) -> list[dict[str, Optional[str]]]:
             for row in ElementTree.fromstring(text).findall("row")]
 
 
-def parse(output: str) -> SourceFacts:
+def parse(answer: str) -> SourceFacts:
     """psql's answer to ``source_facts.sql``: (kind, value) pairs, all
     separated by NUL bytes."""
-    fields = output.split("\0")
+    fields = answer.split("\0")
     if fields and not fields[-1].strip():
         fields.pop()
     if len(fields) % 2:
@@ -144,11 +144,11 @@ def refusals(decisions: list[Decision]) -> list[Decision]:
     return [decision for decision in decisions if not decision.settled]
 
 
-def decide(output: str, options: MigrationOptions) -> list[Decision]:
+def decide(answer: str, options: MigrationOptions) -> list[Decision]:
     """The decisions psql's answer to ``source_facts.sql`` calls for."""
     files = [migration.name
              for migration in runner.discover(options.migrations_dir)]
-    return judge(parse(output), options, files)
+    return judge(parse(answer), options, files)
 
 
 def source_check(options: MigrationOptions, settings: dict[str, str],
@@ -156,8 +156,8 @@ def source_check(options: MigrationOptions, settings: dict[str, str],
     """What the import runs on the old site's database before it transfers
     anything (or, for a dump file, once the data is in): each decision is
     printed; the first refusal stops the import."""
-    def judge_answer(output: str) -> None:
-        decisions = decide(output, options)
+    def judge_answer(answer: str) -> None:
+        decisions = decide(answer, options)
         for decision in decisions:
             output.notice(echo, f"  {decision.line()}")
         if not decisions:
