@@ -221,6 +221,7 @@ def reindex(configset, drop_old, workers, batch_size, verbose, quiet,
     it with the live core (CoreAdmin SWAP). The previous index is kept
     under a printed name unless --drop-old. A failure or Ctrl-C unloads the
     new core and leaves the live one as it was."""
+    import io
     import os
 
     from ckan.common import config
@@ -232,8 +233,8 @@ def reindex(configset, drop_old, workers, batch_size, verbose, quiet,
         result = search_index.reindex(
             config["solr_url"], configset=configset, drop_old=drop_old,
             workers=workers or os.cpu_count() or 1, batch_size=batch_size,
-            progress_stream=(open(os.devnull, "w") if quiet
-                             else run.progress.stream),
+            # -q: its progress line goes nowhere.
+            progress_stream=io.StringIO() if quiet else run.progress.stream,
             user=config.get("solr_user"),
             password=config.get("solr_password"))
         step.result = f"{result['datasets']} datasets"
