@@ -84,6 +84,7 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size,
     before anything starts; a failure or Ctrl-C unloads the new core and
     leaves the live one as it was. Progress goes to stderr on a terminal,
     else a line to stdout every 10 s."""
+    import io
     import os
 
     from ckan.common import config
@@ -100,8 +101,8 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size,
     with run.progress.step("reindex") as step:
         result = search_index.reindex(
             SolrCores.from_config(config), options,
-            progress_stream=(open(os.devnull, "w") if quiet
-                             else run.progress.stream))
+            # -q: its progress line goes nowhere.
+            progress_stream=io.StringIO() if quiet else run.progress.stream)
         step.result = f"{result['datasets']} datasets"
     run.finish(result, search_index.format_result(result))
 

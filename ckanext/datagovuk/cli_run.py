@@ -125,7 +125,7 @@ RUN_KEY = "datagovuk.run"
 def _wants_json(ctx: click.Context) -> bool:
     """--json among the command's arguments, for an error found before
     the command could start its run (a usage error)."""
-    return "--json" in [*getattr(ctx, "protected_args", []), *ctx.args]
+    return "--json" in ctx.args       # the arguments after the command
 
 
 class OperatorErrorGroup(click.Group):

@@ -296,3 +296,24 @@ def test_a_plan_that_predicts_a_refusal_exits_non_zero(make_database,
     assert shown["ok"] is False and any("refuse: " in line
                                         for line in shown["plan"])
     assert server_state(pg_admin_url, target) == before
+
+
+def test_import_json_is_one_object_with_its_steps_and_progress_on_stderr(
+        old_site_dump, make_database):
+    target = make_database()
+    result = paster_datagovuk(["import", old_site_dump, "--json"],
+                              db_url=target)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["ok"] is True and shown["error"] is None
+    assert [step["name"] for step in shown["steps"]] == [
+        "checks", "restore", "verify", "swap"]
+    assert all(step["seconds"] >= 0 for step in shown["steps"])
+    assert shown["row_counts"]["package"] > 0
+    assert "restore ..." in result.stderr
+    quiet = paster_datagovuk(["import", old_site_dump, "--replace",
+                              "--drop-old", "-q"], db_url=target)
+    assert quiet.returncode == 0, quiet.stderr
+    # -q: no line as each step starts, the final table only.
+    assert "restore ..." not in quiet.stdout
+    assert "restore: done in " in quiet.stdout

@@ -3,13 +3,14 @@ resources losing their dataset at revision 074, plugin migrations, and
 rollback (real PostgreSQL, CKAN's real migration scripts)."""
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
 from sqlalchemy import create_engine, exc, inspect
 from sqlalchemy.pool import NullPool
 
-from ckanext.datagovuk import alembic_runner, upgrade
+from ckanext.datagovuk import alembic_runner, output, upgrade
 from ckanext.datagovuk.tests.conftest import (create_database,
                                               drop_database, dump_database)
 
@@ -76,9 +77,16 @@ def test_ckans_own_upgrade_fails_on_a_22_database_with_resources(ckan22):
 
 def test_upgrade_keeps_each_resource_with_its_dataset(ckan22):
     url, engine = ckan22
-    steps = []
+    # On a terminal with -v: the revision, n of N, in one line rewritten,
+    # between the detail lines.
+    shown = io.StringIO()
+    progress = output.Progress(output.VERBOSE, stream=shown, tty=True)
     with engine.begin() as conn:
-        result = upgrade.upgrade(conn, progress=steps.append)
+        result = upgrade.upgrade(conn, progress=progress)
+    total = len(result.revisions)
+    assert f"\r\x1b[Kschema upgrade: core revision {total} of {total}" \
+        in shown.getvalue()
+    steps = shown.getvalue().splitlines()
     assert result.version_before == "legacy 71"
     assert result.version_after == f"alembic {alembic_runner.head()} (head)"
     assert (result.resources_relinked, result.orphan_resources_deleted) \
