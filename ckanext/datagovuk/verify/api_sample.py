@@ -20,7 +20,9 @@ def _serve(ctx: Context, subject: str, action: str, data: dict):
     from ckan import logic
 
     try:
-        return logic.get_action(action)({"ignore_auth": True}, data)
+        # use_cache off: package_show would serve Solr's copy, not the database
+        return logic.get_action(action)(
+            {"ignore_auth": True, "use_cache": False}, data)
     except Exception as error:          # whatever stops CKAN serving it
         first = (str(error).strip().splitlines() or [""])[0]
         ctx.differ(subject, action, "served",
