@@ -53,6 +53,8 @@ LOCK_KEY = 0x6467756D69677200
 Progress = Callable[[str], None]
 
 NEXT_STEPS = [
+    "check the move against the manifest taken before it: ckan -c CKAN_INI "
+    "datagovuk verify",
     "promote the sysadmins again: ckan -c CKAN_INI datagovuk promote "
     "--demoted (or --configured / NAMES)",
     "rebuild the search index: ckan -c CKAN_INI datagovuk reindex",
