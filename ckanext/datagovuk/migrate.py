@@ -52,12 +52,14 @@ LOCK_KEY = 0x6467756D69677200
 
 Progress = Callable[[str], None]
 
+# migrate --from leaves it out once it has built the index itself.
+REINDEX_STEP = "rebuild the search index: ckan -c CKAN_INI datagovuk reindex"
 NEXT_STEPS = [
     "check the move against the manifest taken before it: ckan -c CKAN_INI "
     "datagovuk verify",
     "promote the sysadmins again: ckan -c CKAN_INI datagovuk promote "
     "--demoted (or --configured / NAMES)",
-    "rebuild the search index: ckan -c CKAN_INI datagovuk reindex",
+    REINDEX_STEP,
     "enable the datagovuk plugin and the site's plugins in ckan.plugins if "
     "they were disabled for the upgrade",
     "never moved by this command: the datastore database, the uploaded "

@@ -209,6 +209,10 @@ def migrate_from(source: str, target_url: str,
     if staging_index and staging_index.built:
         report.search_index += search.previous_index_lines(
             staging_index, import_options.drop_old)
+        if report.migration:
+            report.migration.next_steps = [
+                step for step in report.migration.next_steps
+                if step != migrate.REINDEX_STEP]
     # The import's time includes the steps run before its swap.
     name, total = report.timings.pop()
     nested = sum(seconds for _, seconds in report.timings)
