@@ -112,8 +112,9 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size,
               help="Ask CKAN's API for every dataset and user, not a sample.")
 @click.option("--sample", type=click.IntRange(min=0), default=1000,
               show_default=True, metavar="N",
-              help="Datasets (and users) asked of CKAN's API, chosen at "
-                   "random; every dataset a trap fix touched is asked too.")
+              help="Datasets asked of CKAN's API, chosen at random (and "
+                   "N/10 of their publishers, N/10 users); every dataset a "
+                   "trap fix touched is asked too.")
 @click.option("--seed", type=int, metavar="S",
               help="Seed of the random sample (printed by every run).")
 @output_options

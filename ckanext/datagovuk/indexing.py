@@ -97,15 +97,41 @@ def _dictize_queries() -> dict[str, tuple[Callable, object]]:
     }
 
 
+def _bound(criterion):
+    """The value a ``column == value`` criterion compares with, if bound."""
+    right = getattr(criterion, "right", None)
+    return getattr(right, "effective_value", None)
+
+
+def _signature(query) -> tuple:
+    """A cheap stand-in for a statement's structure: what it selects,
+    joins and filters on (the same objects each time CKAN builds it).
+    Its first statement of each signature is checked by its full cache
+    key; a criterion that is not ``column op value`` makes the signature
+    unique, so that statement is checked on its own."""
+    return (tuple(map(id, query._raw_columns)),
+            tuple(id(join[0]) for join in query._setup_joins),
+            tuple((id(getattr(criterion, "left", criterion)),
+                   getattr(criterion, "operator", None))
+                  for criterion in query._where_criteria),
+            len(query._order_by_clauses), len(query._group_by_clauses),
+            query._limit_clause is None, query._offset_clause is None)
+
+
+_UNSEEN = object()
+
+
 class BatchedReads:
     """Answers ``package_dictize``'s per-dataset queries for a chunk of
     datasets from one query per kind.  A query is recognised by its
     SQLAlchemy cache key (its structure, bound values left out), so a
-    CKAN whose queries differ is simply not answered from the batch."""
+    CKAN whose queries differ is simply not answered from the batch; the
+    key is computed once per kind of statement (``_signature``)."""
 
     def __init__(self, session, packages: list):
         self.session = session
         self.rows: dict[bytes, tuple[int, dict[str, list]]] = {}
+        self.verdicts: dict[tuple, tuple | None] = {}
         self.answered = self.passed = 0
         ids = [package.id for package in packages]
         orgs = sorted({p.owner_org for p in packages if p.owner_org})
@@ -114,25 +140,30 @@ class BatchedReads:
             self._prefetch(build, column, keys)
 
     def _prefetch(self, build, column, keys: list[str]) -> None:
-        shape = build(column == _SENTINEL)._generate_cache_key()
-        position = [bind.value for bind in shape.bindparams].index(_SENTINEL)
+        template = build(column == _SENTINEL)
+        index = [_bound(criterion) for criterion
+                 in template._where_criteria].index(_SENTINEL)
         grouped: dict[str, list] = {key: [] for key in keys}
         if keys:
-            width = len(build(column == _SENTINEL).selected_columns)
+            width = len(template.selected_columns)
             frozen = self.session.execute(
                 build(column.in_(keys)).add_columns(column)).freeze()
             rows = frozen().columns(*range(width)).all()
             for key, row in zip(frozen().scalars(width).all(), rows):
                 grouped[key].append(row)
-        self.rows[shape.key] = (position, grouped)
+        self.rows[template._generate_cache_key().key] = (index, grouped)
 
     def execute(self, query, table, context):
         """Stands in for ``model_dictize._execute``."""
-        cache_key = query._generate_cache_key()
-        known = self.rows.get(cache_key.key) if cache_key else None
+        signature = _signature(query)
+        known = self.verdicts.get(signature, _UNSEEN)
+        if known is _UNSEEN:
+            cache_key = query._generate_cache_key()
+            known = self.rows.get(cache_key.key) if cache_key else None
+            self.verdicts[signature] = known
         if known is not None:
-            position, grouped = known
-            key = cache_key.bindparams[position].effective_value
+            index, grouped = known
+            key = _bound(query._where_criteria[index])
             if key in grouped:
                 self.answered += 1
                 return grouped[key]

@@ -59,8 +59,9 @@ CREATE INDEX ON datagovuk_h_resource_version (package_id);
 ANALYZE datagovuk_h_resource_version;
 
 CREATE TEMP TABLE datagovuk_h_extra ON COMMIT DROP AS
-SELECT package_id, key, value, state, revision_id, revision_timestamp,
-       coalesce(expired_timestamp, 'infinity') AS expired_timestamp
+SELECT package_id, key, state, revision_id, revision_timestamp,
+       coalesce(expired_timestamp, 'infinity') AS expired_timestamp,
+       jsonb_build_object('key', key, 'value', value) AS dict
 FROM package_extra_revision WHERE package_id IS NOT NULL;
 CREATE INDEX ON datagovuk_h_extra (package_id);
 ANALYZE datagovuk_h_extra;
@@ -164,8 +165,8 @@ LEFT JOIN licence l ON l.id = pt.license_id
 LEFT JOIN LATERAL (
     -- CKAN 2.12 keeps extras in a jsonb object: package_show lists them in
     -- its key order (shorter keys first, then bytewise).
-    SELECT jsonb_agg(jsonb_build_object('key', e.key, 'value', e.value)
-                     ORDER BY octet_length(e.key), e.key COLLATE "C") AS list
+    SELECT jsonb_agg(e.dict ORDER BY octet_length(e.key), e.key COLLATE "C")
+           AS list
     FROM datagovuk_h_extra e
     WHERE e.package_id = pt.package_id AND e.state = 'active'
       AND e.revision_timestamp <= pt.ts AND pt.ts < e.expired_timestamp

@@ -54,7 +54,8 @@ def _welcome(ini: str, source: str) -> str:
         f"Sandbox ready. CKAN_INI={ini}",
         "The old site is reachable as $DATAGOVUK_FROM; try:",
         '  ckan -c "$CKAN_INI" datagovuk status',
-        '  ckan -c "$CKAN_INI" datagovuk migrate $DATAGOVUK_FROM --plan',
+        '  ckan -c "$CKAN_INI" datagovuk migrate $DATAGOVUK_FROM --plan '
+        '--resolve-email-clash keep-oldest',
         '  ckan -c "$CKAN_INI" datagovuk migrate $DATAGOVUK_FROM '
         "--resolve-email-clash keep-oldest",
         '  paster datagovuk status -c "$CKAN_INI"',

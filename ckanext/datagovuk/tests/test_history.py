@@ -101,9 +101,12 @@ READ_SCRIPT = textwrap.dedent("""
 """)
 
 
-def read_back(url: str) -> dict:
+def read_back(url: str, dataset_id: str = site.DATASET_ID) -> dict:
+    """package_show, the stream (oldest first, hidden activities too),
+    activity_show, activity_diff and the "View this version" pages of a
+    dataset, from a CKAN process with the activity plugin."""
     result = run_command(["python", "-c", READ_SCRIPT, TEST_INI,
-                          site.DATASET_ID, site.SITE_USER], db_url=url)
+                          dataset_id, site.SITE_USER], db_url=url)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
 

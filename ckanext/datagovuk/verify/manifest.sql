@@ -20,9 +20,9 @@
 --                      published, whether spared from demotion
 --   manifest_archive   the row counts of the tables the archive will copy
 --
--- Any legacy CKAN schema: columns a version may lack are read through
--- to_jsonb(row), and the sources that moved (resource_group,
--- package_extra/group_extra) are chosen by the DO block below.
+-- Any legacy CKAN schema: a column a version lacks reads as NULL, and the
+-- sources that moved (resource_group, package_extra/group_extra) are chosen
+-- by the DO block below.
 --
 -- Settings (custom parameters, read with current_setting(name, true)):
 --   datagovuk.manifest_archive_tables  the tables the archive will copy,
@@ -33,7 +33,8 @@
 --   datagovuk.keep_sysadmins, datagovuk.organogram_base_url,
 --   datagovuk.site_user                as for 001_bytemark_to_govuk.sql
 --
--- Set-based: one statement per table (a count per archived table).
+-- Set-based: one statement per table (a count per archived table), joins
+-- rather than a subquery per row.
 
 CREATE SCHEMA IF NOT EXISTS datagovuk;
 
@@ -60,35 +61,60 @@ SELECT ARRAY(SELECT name FROM regexp_split_to_table(coalesce(
        nullif(btrim(coalesce(
             current_setting('datagovuk.site_user', true), '')), '');
 
--- Where this schema version keeps resources' datasets and extras.
+-- Where this schema version keeps resources' datasets and extras, and
+-- which of the columns read below it has (NULL for those it lacks).
+CREATE FUNCTION pg_temp.datagovuk_columns(source text, wanted text[])
+RETURNS text LANGUAGE sql STABLE AS $columns$
+    SELECT string_agg(CASE WHEN EXISTS (
+               SELECT 1 FROM pg_attribute
+               WHERE attrelid = to_regclass(quote_ident(source))
+                 AND attname = c AND NOT attisdropped)
+           THEN 't.' || quote_ident(c) ELSE 'NULL' END
+           || ' AS ' || quote_ident(c), ', ' ORDER BY n)
+    FROM unnest(wanted) WITH ORDINALITY AS w (c, n)
+$columns$;
+
 DO $sources$
 BEGIN
+    EXECUTE format('CREATE TEMP VIEW datagovuk_manifest_packages AS '
+                   'SELECT %s FROM package t', pg_temp.datagovuk_columns(
+        'package', ARRAY['id', 'name', 'type', 'state', 'title', 'notes',
+                         'owner_org', 'license_id']));
+    EXECUTE format('CREATE TEMP VIEW datagovuk_manifest_groups AS '
+                   'SELECT %s FROM "group" t', pg_temp.datagovuk_columns(
+        'group', ARRAY['id', 'name', 'title', 'state', 'is_organization']));
+    EXECUTE format('CREATE TEMP VIEW datagovuk_manifest_users AS '
+                   'SELECT %s FROM "user" t', pg_temp.datagovuk_columns(
+        'user', ARRAY['id', 'name', 'state', 'sysadmin']));
     IF to_regclass('resource_group') IS NOT NULL AND EXISTS (
-            SELECT 1 FROM information_schema.columns
-            WHERE table_schema = current_schema() AND table_name = 'resource'
-              AND column_name = 'resource_group_id') THEN
-        EXECUTE 'CREATE TEMP VIEW datagovuk_manifest_resources AS
-            SELECT g.package_id, to_jsonb(r) AS r FROM resource r
-            JOIN resource_group g ON g.id = r.resource_group_id';
+            SELECT 1 FROM pg_attribute
+            WHERE attrelid = to_regclass('resource')
+              AND attname = 'resource_group_id' AND NOT attisdropped) THEN
+        EXECUTE format('CREATE TEMP VIEW datagovuk_manifest_resources AS '
+                       'SELECT g.package_id, %s FROM resource t '
+                       'JOIN resource_group g ON g.id = t.resource_group_id',
+                       pg_temp.datagovuk_columns('resource', ARRAY[
+                           'id', 'url', 'format', 'name', 'description',
+                           'position', 'state']));
     ELSE
-        EXECUTE 'CREATE TEMP VIEW datagovuk_manifest_resources AS
-            SELECT r.package_id, to_jsonb(r) AS r FROM resource r';
+        EXECUTE format('CREATE TEMP VIEW datagovuk_manifest_resources AS '
+                       'SELECT t.package_id, %s FROM resource t',
+                       pg_temp.datagovuk_columns('resource', ARRAY[
+                           'id', 'url', 'format', 'name', 'description',
+                           'position', 'state']));
     END IF;
     IF to_regclass('package_extra') IS NOT NULL THEN
         EXECUTE 'CREATE TEMP VIEW datagovuk_manifest_package_extras AS
-            SELECT package_id AS owner, jsonb_object_agg(key, value) AS extras,
-                   bool_or(value IS NULL) AS has_null
-            FROM package_extra WHERE state = ''active'' AND key IS NOT NULL
+            SELECT package_id AS owner,
+                   jsonb_object_agg(key, value) FILTER (WHERE key IS NOT NULL)
+                       AS extras,
+                   bool_or(key IS NULL OR value IS NULL) AS has_null
+            FROM package_extra WHERE state = ''active''
             GROUP BY package_id';
-        EXECUTE 'CREATE TEMP VIEW datagovuk_manifest_null_keys AS
-            SELECT DISTINCT package_id AS owner FROM package_extra
-            WHERE state = ''active'' AND key IS NULL';
     ELSE
         EXECUTE 'CREATE TEMP VIEW datagovuk_manifest_package_extras AS
             SELECT id AS owner, extras, false AS has_null FROM package
             WHERE extras IS NOT NULL';
-        EXECUTE 'CREATE TEMP VIEW datagovuk_manifest_null_keys AS
-            SELECT NULL::text AS owner WHERE false';
     END IF;
     IF to_regclass('group_extra') IS NOT NULL THEN
         EXECUTE 'CREATE TEMP VIEW datagovuk_manifest_group_extras AS
@@ -103,50 +129,48 @@ END
 $sources$;
 
 CREATE TABLE datagovuk.manifest_dataset AS
-SELECT p.id, p.name, j ->> 'type' AS type, j ->> 'state' AS state,
-       p.title, md5(coalesce(p.notes, '')) AS notes_md5,
-       j ->> 'owner_org' AS owner_org, p.license_id,
+SELECT p.id, p.name, p.type, p.state, p.title,
+       md5(coalesce(p.notes, '')) AS notes_md5, p.owner_org, p.license_id,
        coalesce(e.extras, '{}'::jsonb) AS extras,
-       coalesce(e.has_null, false)
-           OR EXISTS (SELECT 1 FROM datagovuk_manifest_null_keys n
-                      WHERE n.owner = p.id) AS trap
-FROM (SELECT p.*, to_jsonb(p) AS j FROM package p) p
+       coalesce(e.has_null, false) AS trap
+FROM datagovuk_manifest_packages p
 LEFT JOIN datagovuk_manifest_package_extras e ON e.owner = p.id;
 ALTER TABLE datagovuk.manifest_dataset ADD PRIMARY KEY (id);
 
 CREATE TABLE datagovuk.manifest_resource AS
-SELECT s.r ->> 'id' AS id, s.package_id, s.r ->> 'url' AS url,
-       s.r ->> 'format' AS format, s.r ->> 'name' AS name,
-       md5(coalesce(s.r ->> 'description', '')) AS description_md5,
-       (s.r ->> 'description') = 'Organogram viewer' AS viewer,
-       (s.r ->> 'position')::integer AS position
-FROM datagovuk_manifest_resources s
-JOIN package p ON p.id = s.package_id
-WHERE s.r ->> 'state' = 'active';
+SELECT r.id, r.package_id, r.url, r.format, r.name,
+       md5(coalesce(r.description, '')) AS description_md5,
+       coalesce(r.description = 'Organogram viewer', false) AS viewer,
+       r.position
+FROM datagovuk_manifest_resources r
+JOIN package p ON p.id = r.package_id
+WHERE r.state = 'active';
 ALTER TABLE datagovuk.manifest_resource ADD PRIMARY KEY (id);
 
+-- Joins, not a subquery per row: the member table has a row per dataset.
 CREATE TABLE datagovuk.manifest_group AS
-SELECT g.id, g.name, g.title, j ->> 'state' AS state,
-       coalesce((j ->> 'is_organization')::boolean, false) AS is_organization,
+SELECT g.id, g.name, g.title, g.state,
+       coalesce(g.is_organization, false) AS is_organization,
        coalesce(e.extras, '{}'::jsonb) AS extras,
-       ARRAY(SELECT m.table_id FROM member m
-             WHERE m.group_id = g.id AND m.table_name = 'group'
-               AND m.capacity = 'parent' AND m.state = 'active'
-             ORDER BY m.table_id) AS parents
-FROM (SELECT g.*, to_jsonb(g) AS j FROM "group" g) g
-LEFT JOIN datagovuk_manifest_group_extras e ON e.owner = g.id;
+       coalesce(h.parents, '{}') AS parents
+FROM datagovuk_manifest_groups g
+LEFT JOIN datagovuk_manifest_group_extras e ON e.owner = g.id
+LEFT JOIN (SELECT group_id, array_agg(table_id ORDER BY table_id) AS parents
+           FROM member WHERE table_name = 'group' AND capacity = 'parent'
+             AND state = 'active' GROUP BY group_id) h ON h.group_id = g.id;
 ALTER TABLE datagovuk.manifest_group ADD PRIMARY KEY (id);
 
 CREATE TABLE datagovuk.manifest_user AS
-SELECT u.id, u.name, j ->> 'state' AS state,
-       coalesce(u.sysadmin, false) AS sysadmin,
-       EXISTS (SELECT 1 FROM member m
-               WHERE m.table_name = 'user' AND m.table_id = u.id
-                 AND m.capacity IN ('admin', 'editor')) AS publisher,
+SELECT u.id, u.name, u.state, coalesce(u.sysadmin, false) AS sysadmin,
+       p.table_id IS NOT NULL AS publisher,
        coalesce(u.name = ANY (f.keep_sysadmins) OR u.name = f.site_user,
                 false) AS spared,
        false AS demoted_before
-FROM (SELECT u.*, to_jsonb(u) AS j FROM "user" u) u, datagovuk.manifest f;
+FROM datagovuk_manifest_users u
+CROSS JOIN datagovuk.manifest f
+LEFT JOIN (SELECT DISTINCT table_id FROM member
+           WHERE table_name = 'user' AND capacity IN ('admin', 'editor')) p
+    ON p.table_id = u.id;
 ALTER TABLE datagovuk.manifest_user ADD PRIMARY KEY (id);
 
 -- A sysadmin an earlier run demoted (then rolled forward with
@@ -177,7 +201,7 @@ BEGIN
 END
 $archive$;
 
-DROP VIEW datagovuk_manifest_resources;
-DROP VIEW datagovuk_manifest_package_extras;
-DROP VIEW datagovuk_manifest_null_keys;
-DROP VIEW datagovuk_manifest_group_extras;
+DROP VIEW datagovuk_manifest_packages, datagovuk_manifest_groups,
+    datagovuk_manifest_users, datagovuk_manifest_resources,
+    datagovuk_manifest_package_extras, datagovuk_manifest_group_extras;
+DROP FUNCTION pg_temp.datagovuk_columns(text, text[]);

@@ -15,6 +15,11 @@ One run, on the same generated data, measures:
   link), ``migrate --skip-upgrade`` (the data migration), ``migrate`` (the
   schema upgrade) and ``promote --demoted``; at the main scale N and at the
   comparison scale M, for linearity and memory growth;
+* the search index of the migrated site, into the run's own Solr (every
+  command of ours uses it: ``reindex`` and ``migrate --from`` swap its live
+  core): CKAN's ``ckan search-index rebuild -i``, a fork-safe copy of its
+  ``rebuild-fast``, and our ``datagovuk reindex``, with a sample of their
+  documents compared (``search``);
 * the loopback steps in a ratio (the floor, ``import``, the manual route)
   ``--rounds`` times (default 3), back to back; each counts the median of its
   rounds, since one copy on a shared machine can be well off
@@ -40,6 +45,6 @@ and ``STAGES``, the registry of the stages and the steps they record),
 ``cluster`` (the private PostgreSQL), ``remote`` (the "remote host" over
 ssh), ``link`` (the 100 Mbit/s proxy), ``memory`` (the sampler),
 ``machine``, ``floor``, ``manual``, ``commands`` (ours, with the ini
-template ``bench.ini.in``), ``ratios`` (the targets), ``report`` and
-``cli``.
+template ``bench.ini.in``), ``search`` (the search index steps),
+``ratios`` (the targets), ``report`` and ``cli``.
 """

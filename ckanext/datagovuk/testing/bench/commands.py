@@ -35,8 +35,12 @@ class OurCommands:
 
     def command_env(self) -> dict:
         """The environment of our commands: the ini names the database, so
-        the harness's CKAN_SQLALCHEMY_URL must not override it."""
-        return {"CKAN_SQLALCHEMY_URL": "", "CKAN_INI": ""}
+        the harness's CKAN_SQLALCHEMY_URL must not override it; Solr is the
+        run's own."""
+        env = {"CKAN_SQLALCHEMY_URL": "", "CKAN_INI": ""}
+        if getattr(self, "solr", None) is not None:
+            env["CKAN_SOLR_URL"] = self.solr.core_url()
+        return env
 
     def command_options(self, command: str) -> set[str]:
         try:
@@ -158,7 +162,7 @@ class OurCommands:
         configured sysadmins) in one process, swapped in at the end."""
         name = "pipeline_one_run"
         description = ("datagovuk migrate --from (import + migrate + promote "
-                       "in one run)")
+                       "+ reindex in one run)")
         if "--from" not in self.command_options("migrate"):
             return self.not_measured(name, description,
                                      "`datagovuk migrate --from` does not exist yet")

@@ -24,7 +24,15 @@ RATIO_TARGETS = [
     ("pipeline_over_floor",
      "import + migrate + promote / floor", "<=", 3.0),
     ("pipeline_one_run_over_floor",
-     "migrate --from (the same pipeline in one run) / floor", "<=", 3.0),
+     "migrate --from (the same pipeline in one run, reindex included) / floor",
+     "<=", 3.0),
+    ("pipeline_with_reindex_over_floor",
+     "import + migrate + promote + reindex / floor", "<=", 3.0),
+    ("search_rebuild_over_reindex",
+     "ckan search-index rebuild / datagovuk reindex", ">=", 3.0),
+    ("search_rebuild_fast_over_reindex",
+     "ckan search-index rebuild-fast (fork-safe copy) / datagovuk reindex",
+     ">=", 1.5),
     ("python_peak_rss_mb", "our Python process, peak RSS (MB) at N", "<", 200.0),
     ("python_peak_rss_growth_N_over_M",
      "our Python peak RSS, N / M (not growing: <= 1.10)", "<=", 1.10),
@@ -92,8 +100,17 @@ def ratios(steps: dict[str, Step], datasets: int, compare: int) -> dict:
     values["pipeline_over_floor"] = (got and sum(got[:4]) / got[4], why)
     got, why = seconds("pipeline_one_run", "floor")
     values["pipeline_one_run_over_floor"] = (got and got[0] / got[1], why)
+    got, why = seconds("import.loopback", "migrate_data", "migrate_upgrade",
+                       "promote", "reindex", "floor")
+    values["pipeline_with_reindex_over_floor"] = (got and sum(got[:5]) / got[5],
+                                                  why)
+    for ours_over, theirs in (("search_rebuild_over_reindex", "search_rebuild"),
+                              ("search_rebuild_fast_over_reindex",
+                               "search_rebuild_fast")):
+        got, why = seconds(theirs, "reindex")
+        values[ours_over] = (got and got[0] / got[1], why)
     ours = ["import.loopback", "import.link", "migrate_data", "migrate_upgrade",
-            "promote", "pipeline_one_run"]
+            "promote", "reindex", "pipeline_one_run"]
     peak_n = python_peak(ours)
     values["python_peak_rss_mb"] = (peak_n, None if peak_n else "no command of ours ran")
     if compare:

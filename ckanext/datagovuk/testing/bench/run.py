@@ -28,6 +28,7 @@ from .memory import MemorySampler
 from .ratios import ratios
 from .remote import RemoteHost
 from .report import write_results
+from .search import SearchIndexSteps
 from .steps import Step, last_line, say, stages
 
 
@@ -38,13 +39,14 @@ class Scale:
     main: bool
     old: str                    # the generated old site's database
     floor_variant: str = ""     # chosen by the floor's selection pass
+    migrated: str = ""          # imported and migrated, for the search steps
 
     @property
     def suffix(self) -> str:
         return "" if self.main else f"_{self.datasets}"
 
 
-class Bench(RemoteHost, Floor, ManualRoute, OurCommands):
+class Bench(RemoteHost, Floor, ManualRoute, OurCommands, SearchIndexSteps):
     def __init__(self, args: argparse.Namespace, admin_url: str, ckan_url: str):
         self.args = args
         self.cluster = Cluster(admin_url, ckan_url)
@@ -61,6 +63,7 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands):
         self.sizes: dict[str, dict] = {}
         self.floor_variants: list[str] = []
         self.ssh = None
+        self.solr = None
         self.ssh_config = os.path.join(self.work, "ssh_config")
         self.proxy: ThrottledProxy | None = None
         self.started = time.monotonic()
@@ -235,7 +238,13 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands):
         target = f"bench_import_{scale.datasets}"
         self.measure_import(scale.old, target, f"import.loopback{scale.suffix}")
         self.measure_migrate(target, scale.suffix)
-        self.cluster.drop(target)
+        scale.migrated = target
+
+    def stage_search_index(self, scale: Scale) -> None:
+        try:
+            self.measure_search(scale.migrated, scale.suffix)
+        finally:
+            self.cluster.drop(scale.migrated)
 
     def stage_manual(self, scale: Scale) -> None:
         self.measure_manual(scale.old)
@@ -267,8 +276,12 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands):
     def main(self) -> dict:
         from ckanext.datagovuk.testing import localssh
 
+        from ckanext.datagovuk.testing import localsolr
+
         self.ssh = localssh.start(parent=self.work)
         self.write_ssh_config()
+        # The run's own Solr: reindex and migrate --from swap its live core.
+        self.solr = localsolr.start(parent=self.work)
         try:
             if self.args.compare_datasets:
                 self.scale(self.args.compare_datasets, full=False)
@@ -279,6 +292,7 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands):
             say(f"interrupted ({self.interrupted}): writing what was measured")
         finally:
             self.ssh.stop()
+            self.solr.stop()
             shutil.rmtree(self.work, ignore_errors=True)
         return self.results()
 

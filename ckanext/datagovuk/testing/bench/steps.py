@@ -131,6 +131,8 @@ STAGES = (
           main_scale_only=True),
     Stage("stage_import_and_migrate",
           ("import.loopback", "migrate_data", "migrate_upgrade", "promote")),
+    Stage("stage_search_index",
+          ("search_rebuild", "search_rebuild_fast", "reindex")),
     Stage("stage_manual", ("manual.loopback",), main_scale_only=True),
     Stage("stage_more_rounds", main_scale_only=True),
     Stage("stage_link", ("import.link", "manual.link", "floor_ssh.link"),

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from ckanext.datagovuk.testing import oldhistory, oldsite
-from ckanext.datagovuk.tests.test_history import activity_ini, run_migrate
+from ckanext.datagovuk.tests.test_history import (
+    activity_ini, read_back, run_migrate)
 from ckanext.datagovuk.tests.conftest import run_sql as query
 
 DATASETS = oldsite.MIN_DATASETS
@@ -87,3 +88,15 @@ def test_migrate_completes_every_generated_activity(site, make_database,
     assert report["history"]["completed"] == activities
     assert report["history"]["added"] == 0
     assert report["history"]["left"] == {}
+    # Values CKAN 2.12 itself would refuse (a NULL extra, the resource
+    # lists 001 deletes, JSON-valued extras) still render as they were.
+    known = oldsite.KNOWN_CASES
+    for name in (known.null_extra_dataset, known.resource_lists_dataset,
+                 known.organogram_central_dataset):
+        dataset_id = query(url, "SELECT id FROM package WHERE name = %s",
+                           (name,))[0][0]
+        read = read_back(url, dataset_id)
+        assert len(read["activities"]) >= 2
+        for activity in read["activities"]:
+            status, page = read["pages"][activity["id"]]
+            assert status == 200, (name, page[-2000:])

@@ -8,6 +8,7 @@ import sys
 def test_the_printed_commands_run_against_the_old_site_and_new_config():
     # The command a user would type at the sandbox's prompt, run in its place.
     command = ('ckan -c "$CKAN_INI" datagovuk migrate $DATAGOVUK_FROM --plan'
+               ' --resolve-email-clash keep-oldest'
                ' && echo "INI=$CKAN_INI"')
     result = subprocess.run(
         [sys.executable, "-m", "ckanext.datagovuk.testing.sandbox",

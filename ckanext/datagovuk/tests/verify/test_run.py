@@ -132,3 +132,10 @@ def test_a_legacy_site_moved_without_data_migrations_verifies(
     result = ckan_datagovuk(["verify", "--all"], db_url=url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^  resources: [1-9]\d* .*: ok$", result.stdout, re.M)
+
+
+def test_a_database_not_upgraded_yet_is_refused(old_site):
+    result = ckan_datagovuk(MIGRATE + ["--skip-upgrade"], db_url=old_site)
+    assert result.returncode == 0, result.stderr
+    result = ckan_datagovuk(["verify"], db_url=old_site)
+    assert "has not been upgraded yet" in one_line_error(result)

@@ -82,6 +82,13 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
     assert "pg_restore" in memory["pg_client"]["programs"]
     assert "pg_dump" in memory["remote_pg_client"]["programs"]
     assert steps["migrate_data"]["details"]["reported_phases"]
+    # The three indexers indexed the same datasets, with the same documents.
+    indexed = {steps[name]["details"]["documents"] for name in (
+        "search_rebuild", "search_rebuild_fast", "reindex")}
+    assert len(indexed) == 1 and indexed.pop() > 0
+    for name in ("search_rebuild_fast", "reindex"):
+        assert steps[name]["details"]["sample_compared"] > 0
+        assert steps[name]["details"]["sample_differing"] == 0, name
     # This machine is both hosts, and has zstd.
     assert steps["import.loopback"]["details"]["compressed_by"] \
         == "zstd -1 on the way"
@@ -105,7 +112,9 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
     for key in ("import_over_floor", "import_over_floor_single_copy",
                 "manual_over_import_loopback",
                 "pipeline_over_floor", "pipeline_one_run_over_floor",
-                "python_peak_rss_mb"):
+                "pipeline_with_reindex_over_floor",
+                "search_rebuild_over_reindex",
+                "search_rebuild_fast_over_reindex", "python_peak_rss_mb"):
         assert ratios[key]["value"] > 0, key
         assert ratios[key]["status"] in ("pass", "miss"), key
     for key in ("data_migration_per_dataset_N_over_M",
