@@ -9,6 +9,7 @@ from psycopg2 import sql
 
 from ckanext.datagovuk import db
 from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.testing import oldhistory
 
 from .core import Core
 from .datasets import Datasets
@@ -118,6 +119,11 @@ def populate(url, datasets: int = 200, seed: int = 1, harvest: bool = True,
                 cursor.execute("SELECT setval('system_info_id_seq', "
                                "(SELECT max(id) FROM system_info))")
                 cursor.execute("ANALYZE")
+                step_started = time.monotonic()
+                history = oldhistory.add_history(cursor)
+                say(progress, f"history: {history['activities']} dataset "
+                    f"activities, up to {history['most_per_dataset']} per "
+                    f"dataset ({time.monotonic() - step_started:.1f}s)")
     except OperatorError:
         raise
     except Exception as error:

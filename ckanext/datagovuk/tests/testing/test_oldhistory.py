@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from ckanext.datagovuk import db
 from ckanext.datagovuk.testing import oldhistory, oldsite
 from ckanext.datagovuk.tests.test_history import (
     activity_ini, read_back, run_migrate)
@@ -19,7 +20,12 @@ DATASETS = oldsite.MIN_DATASETS
 def site(make_module_database):
     url = make_module_database()
     oldsite.generate(url, datasets=DATASETS, harvest=False)
-    counts = oldhistory.add_history_to(url)
+    connection = db.connect(url)
+    try:
+        with connection, connection.cursor() as cursor:
+            counts = oldhistory.counts(cursor)
+    finally:
+        connection.close()
     return {"url": url, "counts": counts}
 
 
