@@ -64,8 +64,7 @@ class PipelineReport:
                 f"  {step['name']}: {step['compared']} {step['what']}: "
                 f"{step['result']}" for step in self.verification["steps"]]
         if self.search_index:
-            lines += ["Search index:"] + [
-                "  " + line for line in self.search_index]
+            lines.append("Search index: " + "; ".join(self.search_index))
         return "\n".join(lines)
 
 

@@ -84,8 +84,12 @@ class StagingIndex:
             raise OperatorError(f"indexing the staging database failed: "
                                 f"{reason}")
         self.built = True
-        return [f"{found['datasets']} datasets indexed into core "
-                f"{self.core}"] + reindex.format_failures(found["failures"])
+        failures = reindex.format_failures(found["failures"])
+        for line in failures:
+            output.detail(echo, line)
+        return [f"{found['datasets']} datasets indexed into core {self.core}"
+                + (f", {len(found['failures'])} left out: CKAN's own indexer "
+                   "fails on them (-v lists them)" if failures else "")]
 
     @contextlib.contextmanager
     def swapped_in(self):
@@ -110,8 +114,8 @@ def previous_index_lines(staging_index: StagingIndex, drop_old: bool) -> list[st
     live = staging_index.cores.live
     if drop_old:
         staging_index.drop()
-        return [f"swapped in as core {live} with the database; the previous "
-                "index was dropped"]
-    return [f"swapped in as core {live} with the database; the previous "
-            f"index is kept as core {staging_index.core} (drop it with "
+        return [f"swapped in as core {live} with the database, the previous "
+                "index dropped"]
+    return [f"swapped in as core {live} with the database, the previous "
+            f"index kept as core {staging_index.core} (drop it with "
             "CoreAdmin UNLOAD)"]

@@ -53,7 +53,7 @@ def run(argv: list[str], env: dict[str, str], step: output.Step,
     """Run one command as an operator would, after printing its command
     line; its exit status becomes ``step``'s result."""
     shown = " ".join(shlex.quote(arg) for arg in argv)
-    print(f"\n$ {shown}", flush=True)
+    print(f"$ {shown}", flush=True)
     program = os.path.join(BIN, argv[0]) if os.path.exists(
         os.path.join(BIN, argv[0])) else argv[0]
     result = subprocess.run([program, *argv[1:]], env=env)
@@ -66,16 +66,15 @@ def run(argv: list[str], env: dict[str, str], step: output.Step,
 def searchable(ini: str, env: dict[str, str]) -> dict:
     """What an anonymous package_search finds on the new site, and how
     many public datasets its database has."""
-    print("\n== Is the new site searchable? An anonymous package_search:",
-          flush=True)
     result = subprocess.run([sys.executable, "-m", "ckanext.datagovuk.testing."
                              "package_search_count", ini],
                             env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"package_search failed: {result.stderr.strip()}")
     counts = json.loads(result.stdout.strip().splitlines()[-1])
-    print(f"  package_search finds {counts['package_search']} datasets; the "
-          f"database has {counts['public_datasets']} public datasets")
+    print(f"== Is the new site searchable? An anonymous package_search finds "
+          f"{counts['package_search']} datasets; the database has "
+          f"{counts['public_datasets']} public datasets")
     return counts
 
 
@@ -152,9 +151,8 @@ def main(args: list[str] | None = None) -> int:
             found = searchable(ini, env)
             step.result = (f"{found['package_search']} of "
                            f"{found['public_datasets']} public datasets")
-    print("\n== Demo finished: the old site was imported, migrated, indexed "
-          "(the search core swapped in with the database), and its "
-          "sysadmins promoted again")
+    print("== Demo finished: the old site imported, migrated, verified, "
+          "indexed and its sysadmins promoted again, in these steps:")
     print(output.Result(steps=progress.steps).table())
     return 0
 

@@ -125,9 +125,13 @@ def assert_searchable(result, url, solr):
     """package_search finds every public dataset CKAN's indexer can index
     (it fails on those with a relationship, which the report names), and
     each publisher's count is the database's."""
-    left_out = {line.split(":")[0].strip() for line in
-                result.stdout.splitlines() if line.startswith("    ")
-                and ": KeyError" in line}
+    # CKAN 2.12's indexer fails on a dataset with a relationship.
+    left_out = {row[0] for row in run_sql(url, """
+        SELECT p.id FROM package p WHERE EXISTS (SELECT 1 FROM
+          package_relationship r WHERE p.id IN (r.subject_package_id,
+          r.object_package_id))""")}
+    assert f"{len(left_out)} left out: CKAN's own indexer fails on them" \
+        in result.stdout
     left_out_public = dict(run_sql(url, """
         SELECT g.name, count(*) FROM package p JOIN "group" g
           ON g.id = p.owner_org
@@ -146,7 +150,7 @@ def assert_searchable(result, url, solr):
     assert found["response"]["numFound"] == sum(expected.values())
     assert [name for name in core_names(solr) if name != "ckan"] == [
         name for name in core_names(solr) if "-migrate-" in name]
-    assert "previous index is kept as core ckan-migrate-" in result.stdout
+    assert "previous index kept as core ckan-migrate-" in result.stdout
 
 
 def test_solr_down_is_one_line_before_anything_starts(
