@@ -258,6 +258,12 @@ _IMPORT_OPTIONS = [
     click.option("--wait", is_flag=True,
                  help="If another import into the same database is running, "
                       "wait for it to finish instead of refusing."),
+    click.option("--keep-failed", is_flag=True,
+                 help="If the load or (with migrate --from) a later step "
+                      "fails, keep the staging database for inspection, "
+                      "renamed <db>__failed_import_<UTC time>, instead of "
+                      "dropping it. The site's database is unchanged "
+                      "either way."),
     click.option("--admin-url-env", default="DATAGOVUK_PG_ADMIN_URL",
                  show_default=True, metavar="VAR",
                  help="Name of an environment variable holding a superuser "
@@ -272,7 +278,8 @@ import_options = option_group(IMPORT_GROUP, _IMPORT_OPTIONS)
 def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
                         ssh_config, ssh_options, remote_pg_dump, keep_dump,
                         jobs, remote_format, compress, remote_tmpdir,
-                        replace, drop_old, wait, admin_url_env):
+                        replace, drop_old, wait, keep_failed,
+                        admin_url_env):
     import os
 
     from ckanext.datagovuk import transfer
@@ -288,7 +295,7 @@ def _import_options_from(ctx: click.Context, remote_db, ssh_port, identity,
         keep_dump=keep_dump, jobs=jobs, compression=compress,
         remote_format=remote_format, remote_tmpdir=remote_tmpdir,
         replace=replace, drop_old=drop_old, wait=wait,
-        admin_url=admin_url,
+        keep_failed=keep_failed, admin_url=admin_url,
         ssh=transfer.SshSettings(port=ssh_port, identity_file=identity,
                                 options=list(ssh_options),
                                 config_file=ssh_config))
@@ -507,8 +514,8 @@ def _stopping_decision(found) -> str | None:
 @click.pass_context
 def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
             ssh_options, remote_pg_dump, keep_dump, jobs, remote_format,
-            compress, remote_tmpdir, replace, drop_old, wait, admin_url_env,
-            plan, verbose, quiet, as_json):
+            compress, remote_tmpdir, replace, drop_old, wait, keep_failed,
+            admin_url_env, plan, verbose, quiet, as_json):
     """Load the old site's database into this CKAN's database
     (sqlalchemy.url), atomically.
 
@@ -543,7 +550,7 @@ def import_(ctx, source, remote_db, ssh_port, identity, ssh_config,
     options = _import_options_from(
         ctx, remote_db, ssh_port, identity, ssh_config, ssh_options,
         remote_pg_dump, keep_dump, jobs, remote_format, compress,
-        remote_tmpdir, replace, drop_old, wait, admin_url_env)
+        remote_tmpdir, replace, drop_old, wait, keep_failed, admin_url_env)
     _check_import_usage(source, options)
     if plan:
         run.finish_plan([f"  {line}" for line in transfer.plan(

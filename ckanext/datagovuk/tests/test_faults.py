@@ -916,8 +916,9 @@ def test_migrate_from_with_a_postgres_restart(
                               "database differs from the old site (a "
                               "site's data migration drops a resource)",
        outcome="verify fails before the swap: site database unchanged, "
-               "source unchanged, staging dropped, one-line error naming "
-               "the first difference; re-run without it moves the site")
+               "source unchanged, staging dropped (with --keep-failed kept "
+               "under a printed name), one-line error naming the first "
+               "difference; re-run without it moves the site")
 def test_migrate_from_stops_when_verify_finds_a_difference(
         pipeline_ini, ssh_server, source, target, migrations_dir,
         pg_admin_url):
@@ -933,6 +934,20 @@ def test_migrate_from_stops_when_verify_finds_a_difference(
     assert "verify found the staging database differs" in message
     assert "resources" in message and "no swap" in message
     assert "state: expected 'active', found 'deleted'" in message
+
+    # --keep-failed: the same failure, the staging database kept for
+    # inspection under a name no later import takes for a killed one's.
+    result = run_migrate_from(pipeline_ini, migrate_from_args(
+        ssh_server, source, "--migrations-dir", str(migrations_dir),
+        "--keep-failed"), target)
+    assert_failed_cleanly(result, target, before, pg_admin_url, source)
+    kept = re.search(r"kept for inspection as (\S+) ", result.stdout).group(1)
+    assert kept.startswith(db.parse(target).database + "__failed_import_")
+    # It is the migrated staging database that failed verify.
+    assert sql(db.with_database(target, kept), "SELECT filename FROM "
+               "datagovuk.applied_migrations ORDER BY 1") == [
+        ("001_bytemark_to_govuk.sql",), ("002_drop_a_resource.sql",)]
+    sql(pg_admin_url, f'DROP DATABASE "{kept}"')
 
     (migrations_dir / "002_drop_a_resource.sql").unlink()
     result = run_migrate_from(pipeline_ini, migrate_from_args(

@@ -216,7 +216,7 @@ class _Import:
 
     def cleanup(self, failed: bool) -> None:
         self.children.kill_all()
-        self.staging.cleanup(failed)
+        self.staging.cleanup(failed, keep=self.options.keep_failed)
         self.loader.cleanup(failed)
 
 

@@ -63,6 +63,9 @@ class ImportOptions:
     # Wait for an import already running into the same target, instead of
     # refusing.
     wait: bool = False
+    # Keep a staging database that failed (renamed, its name printed) for
+    # inspection, instead of dropping it.
+    keep_failed: bool = False
     ssh: SshSettings = field(default_factory=SshSettings)
     source_check: SourceCheck | None = None
 

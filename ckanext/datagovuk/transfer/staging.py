@@ -54,6 +54,13 @@ def backup_name(target: str, when: float | None = None) -> str:
     return _identifier_name(target, f"__before_import_{stamp}")
 
 
+def failed_name(target: str, when: float | None = None) -> str:
+    """Where ``--keep-failed`` keeps a staging database: not a staging
+    name, which the next import would take for a killed one's and drop."""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(when))
+    return _identifier_name(target, f"__failed_import_{stamp}")
+
+
 def extension_package(name: str, server_major: int) -> str:
     pattern = EXTENSION_PACKAGES.get(name)
     if pattern:
@@ -247,10 +254,31 @@ class Staging:
                  sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                      sql.Identifier(name)))
 
-    def cleanup(self, failed: bool) -> None:
+    def cleanup(self, failed: bool, keep: bool = False) -> None:
         if failed and self.created:
-            self.drop_patiently()
+            if keep:
+                self.keep_for_inspection()
+            else:
+                self.drop_patiently()
         self.release()
+
+    def keep_for_inspection(self) -> None:
+        """``--keep-failed``: the failed staging database renamed out of
+        the way of later imports, its name printed; dropped if that fails."""
+        kept = failed_name(self.target)
+        try:
+            db.query(db.maintenance_url(self.ddl_admin_url or self.target_url),
+                     f"renaming the database {self.name}",
+                     sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                         sql.Identifier(self.name), sql.Identifier(kept)))
+        except OperatorError as error:
+            output.notice(self.echo, f"could not keep the staging database "
+                          f"({error}); dropping it")
+            self.drop_patiently()
+            return
+        output.notice(self.echo, f"the failed staging database is kept for "
+                      f"inspection as {kept} (drop it with DROP DATABASE "
+                      f"{kept})")
 
     # -- extensions --------------------------------------------------------
 
