@@ -65,7 +65,7 @@ test: setup
 	  $(BIN)/pytest --ckan-ini=test.ini ckanext/datagovuk/tests $(PYTEST_ARGS)
 
 demo: setup
-	$(LOCAL_SERVICES) \
+	@$(LOCAL_SERVICES) \
 	  $(BIN)/python -m ckanext.datagovuk.testing.demo
 
 # A shell beside an old site and a new config; leaving it removes them.

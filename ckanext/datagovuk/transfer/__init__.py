@@ -162,8 +162,7 @@ class _Import:
             if probe is not None:
                 self.remote.check_versions(probe, self.echo)
                 if self.remote.facts is not None:
-                    output.notice(self.echo, "decisions, from the old "
-                                  "database before the transfer:")
+                    # Its decisions print under the checks step's line.
                     self.options.source_check.judge(self.remote.facts)
         finally:
             if probe is not None and probe.poll() is None:
