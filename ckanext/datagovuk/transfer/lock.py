@@ -23,7 +23,7 @@ from typing import Callable
 
 import psycopg2
 
-from ckanext.datagovuk import db
+from ckanext.datagovuk import db, output
 from ckanext.datagovuk.errors import OperatorError
 
 # Class key of the lock: the object key is hashtext(target database name).
@@ -92,12 +92,14 @@ class TargetLock:
                     f"running ({holder}); wait for it to finish, or give "
                     "--wait to start when it has")
             if not announced:
-                self.echo(f"waiting for the import into {self.target} "
-                          f"already running ({holder}) to finish...")
+                output.notice(self.echo, f"waiting for the import into "
+                              f"{self.target} already running ({holder}) to "
+                              "finish...")
                 announced = True
             time.sleep(POLL_SECONDS)
         if announced:
-            self.echo(f"the other import into {self.target} has finished")
+            output.notice(self.echo, f"the other import into {self.target} "
+                          "has finished")
 
     def reassert(self) -> None:
         """Hold the lock again if its session was lost (the server
