@@ -322,20 +322,21 @@ def test_from_legacy_74_resources_reach_their_dataset_directly(
 
 
 def test_report_text_gives_counts_and_why_activities_were_left():
-    from ckanext.datagovuk import history, migrate
+    from ckanext.datagovuk import history, migrate_report
 
     result = history.HistoryResult(
         datasets=2, revisions=7, completed=5, added=2,
         left={"it names no revision": 1}, actors_deleted=3,
         actors_unmapped=0, mapping_archived=6, seconds=0.4)
-    text = "\n".join(migrate._history_lines(result))
+    text = "\n".join(migrate_report._history_lines(result))
     assert "7 revisions of 2 datasets" in text
     assert "5 of CKAN 2.2's activities completed, 2 added, 1 left" in text
     assert "left 1: it names no revision" in text
     assert "3 activities of deleted users moved to the site user" in text
     assert "mapping of 6 activities archived" in text
     skipped = history.HistoryResult(skipped="--no-history: nothing")
-    assert migrate._history_lines(skipped) == ["History: --no-history: nothing"]
+    assert migrate_report._history_lines(skipped) == [
+        "History: --no-history: nothing"]
 
 
 def activities(url: str) -> list:
