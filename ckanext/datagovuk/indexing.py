@@ -262,10 +262,13 @@ def _index_one(dataset_id: str, failures: list[tuple[str, str]]) -> None:
     from ckan.lib.search import SearchIndexError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from ckanext.datagovuk.errors import Interrupted
+
     try:
         both = _validated_once({"ignore_auth": True}, dataset_id)
         logic.index_update_package_dicts(both, True)
-    except (SQLAlchemyError, SearchIndexError):
+    except (SQLAlchemyError, SearchIndexError, Interrupted):
+        # SIGTERM (Interrupted) stops the run: it is no dataset's failure.
         raise
     except Exception as error:        # CKAN's rebuild -i goes on too
         failures.append((dataset_id, f"{type(error).__name__}: {error}"))
