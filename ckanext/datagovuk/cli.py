@@ -89,8 +89,8 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size,
 
     from ckan.common import config
 
-    from ckanext.datagovuk import reindex as search_index
-    from ckanext.datagovuk.solr import SolrCores
+    from ckanext.datagovuk.search import reindex as search_index
+    from ckanext.datagovuk.search.solr import SolrCores
 
     if no_swap and drop_old:
         raise click.UsageError("--drop-old does not go with --no-swap")

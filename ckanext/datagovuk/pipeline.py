@@ -8,7 +8,7 @@ model is bound to the staging database), and only then is it swapped in as
 the site's database.  Whatever fails, at whatever step, the staging
 database is dropped and the site's database is exactly as it was: never
 half-migrated.  The staging database's search index is built last, into a
-new Solr core (``staging_index``), and swapped in with the database.
+new Solr core (``search.staging``), and swapped in with the database.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from ckanext.datagovuk import (db, decisions, migrate, output, runner,
-                               settings, staging_index as search, sysadmins,
-                               transfer)
+                               settings, sysadmins, transfer)
 from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.search import staging as search
 from ckanext.datagovuk.verify import run as verify_run
 
 Echo = Callable[[str], None]

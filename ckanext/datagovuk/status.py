@@ -262,7 +262,7 @@ def search_index_state(connection: Connection, site_id: str | None) -> dict:
     how many CKAN indexes (``problem``: why the core could not be read)."""
     from ckan.common import config
 
-    from ckanext.datagovuk.solr import SolrCores, site_query
+    from ckanext.datagovuk.search.solr import SolrCores, site_query
 
     kept = ("state <> 'deleted'"
             if config.get("ckan.search.remove_deleted_packages") else "true")

@@ -102,3 +102,50 @@ def test_long_modules_say_why():
             unexplained.append((str(path.relative_to(PACKAGE)),
                                 text.count("\n")))
     assert unexplained == []
+
+
+def runtime_import_graph() -> dict[str, set[str]]:
+    """Each runtime module and the runtime modules it imports, lazy
+    imports inside functions included."""
+    modules = {dotted(path): path for path in runtime_modules()}
+    return {name: {other for other in imported_modules(path)
+                   if other in modules and other != name}
+            for name, path in modules.items()}
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of the graph (its modules in order, the first repeated at
+    the end), or [] when it has none."""
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        state[name] = "open"
+        path.append(name)
+        for other in sorted(graph[name]):
+            if state.get(other) == "open":
+                return path[path.index(other):] + [other]
+            found = [] if other in state else visit(other)
+            if found:
+                return found
+        state[name] = "done"
+        path.pop()
+        return []
+
+    for name in sorted(graph):
+        found = [] if name in state else visit(name)
+        if found:
+            return found
+    return []
+
+
+def test_the_cycle_search_finds_a_cycle():
+    # Guards the check below against a search that cannot fail.
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert import_cycle({"a": {"b"}, "b": set()}) == []
+    graph = runtime_import_graph()
+    assert "ckanext.datagovuk.db" in graph["ckanext.datagovuk.migrate"]
+
+
+def test_runtime_modules_import_each_other_without_a_cycle():
+    assert import_cycle(runtime_import_graph()) == []

@@ -42,15 +42,12 @@ class SearchIndexSteps:
         finally:
             conn.close()
         core = Core(self.solr.core_url())
-        script = os.path.join(self.output, "rebuild_fast_fork_safe.py")
-        with open(script, "w") as handle:
-            handle.write(FORK_SAFE_REBUILD_FAST)
         ckan = os.path.join(VENV_BIN, "ckan")
         commands = [
             ("CKAN's ckan search-index rebuild -i (one process)",
              [ckan, "-c", ini, "search-index", "rebuild", "-i", "-q"]),
             ("CKAN's ckan search-index rebuild-fast (a process per CPU), "
-             "fork-safe copy", [sys.executable, script, ini]),
+             "fork-safe copy", [*FORK_SAFE_REBUILD_FAST, ini]),
             ("datagovuk reindex --drop-old (new core, verified, swapped)",
              [ckan, "-c", ini, "datagovuk", "reindex", "--drop-old"]),
         ]

@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ckanext.datagovuk import output, reindex
+from ckanext.datagovuk import output
+from ckanext.datagovuk.search import reindex
 from ckanext.datagovuk.errors import OperatorError
-from ckanext.datagovuk.solr import SolrCores
+from ckanext.datagovuk.search.solr import SolrCores
 
 Echo = Callable[[str], None]
 

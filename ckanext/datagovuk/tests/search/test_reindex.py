@@ -213,7 +213,7 @@ def test_no_swap_with_drop_old_is_a_usage_error(site, solr):
 
 
 def test_progress_without_a_terminal_is_a_line_at_a_time():
-    from ckanext.datagovuk.reindex import Progress
+    from ckanext.datagovuk.search.reindex import Progress
 
     log = io.StringIO()
     progress = Progress(10, terminal=log, log=log)

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from ckanext.datagovuk import indexing
+from ckanext.datagovuk.search import indexing
 from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
-from ckanext.datagovuk.solr import CONFIGSET, SolrCores, check_schema, site_query
+from ckanext.datagovuk.search.solr import CONFIGSET, SolrCores, check_schema, site_query
 
 BATCH_SIZE = 250
 SAMPLE_SIZE = 20
