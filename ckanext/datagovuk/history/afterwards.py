@@ -45,5 +45,9 @@ def map_actors(connection: Connection, result: HistoryResult) -> None:
 
 def restore_timestamps(connection: Connection) -> int:
     """After CKAN's upgrade: the converted activities' timestamps back to
-    their revisions' (UTC) whatever 085 did."""
-    return run_sql(connection, "restore_timestamps.sql")
+    their revisions' (UTC) whatever 085 did: from the times rebuild.sql
+    kept when it ran in this transaction, else from each activity's data."""
+    known = connection.exec_driver_sql(
+        "SELECT to_regclass('pg_temp.datagovuk_h_stamp')").scalar()
+    return run_sql(connection, "restore_timestamps_known.sql" if known
+                   else "restore_timestamps.sql")
