@@ -1,5 +1,5 @@
 """A tiny CKAN 2.2 site whose one dataset has a known history, for the
-tests of the history conversion (``history.py``).
+tests of the history conversion (``history/``).
 
 The dataset is given as its STATES, one per revision; :func:`write` turns
 them into the rows CKAN 2.2 (vdm) kept: for each versioned object (the

@@ -9,9 +9,9 @@ import pytest
 
 from ckanext.datagovuk import db
 from ckanext.datagovuk.testing import oldhistory, oldsite
-from ckanext.datagovuk.tests.test_history import (
-    activity_ini, read_back, run_migrate)
 from ckanext.datagovuk.tests.conftest import run_sql as query
+from ckanext.datagovuk.tests.history.test_rebuild import (
+    activity_ini, read_back, run_migrate)
 
 DATASETS = oldsite.MIN_DATASETS
 

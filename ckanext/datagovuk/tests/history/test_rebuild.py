@@ -1,4 +1,4 @@
-"""The old site's revisions as CKAN 2.12 activities (``history.py``), end to
+"""The old site's revisions as CKAN 2.12 activities (``history/``), end to
 end: a CKAN 2.2 site with one dataset of known history
 (``testing/historysite.py``) goes through ``migrate`` with the ``activity``
 plugin (real PostgreSQL, CKAN's real migrations); then a CKAN process of its

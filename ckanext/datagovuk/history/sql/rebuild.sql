@@ -10,7 +10,17 @@
 -- object id -> {title, url, isopen}).
 --
 -- Leaves datagovuk_h_outcome (activity id, revision id, dataset, outcome,
--- reason) for the report and the archive.  Set-based: no loop per revision.
+-- reason) for the report and the archive, datagovuk_h_written (what each
+-- activity written was made of) for actors.sql and datagovuk_h_stamp (each
+-- converted activity's UTC time) for restore_timestamps_known.sql.
+-- Set-based: no loop per revision.
+--
+-- The JSON is built as json (text, written once), not jsonb: jsonb would
+-- be built as a tree and then printed, which cost more than the rest of
+-- the conversion.  JIT compilation is off while it runs: the planner's
+-- estimates for the range joins below are high enough to compile every
+-- statement, which takes longer than running them.
+SET LOCAL jit = off;
 
 -- Activity data written by CKAN 2.2 is JSON text; anything else counts as
 -- empty rather than stopping the migration.
@@ -31,12 +41,22 @@ LANGUAGE sql IMMUTABLE AS $$
                                ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US' END)
 $$;
 
+-- Two JSON objects with no key in common as one, from their text, without
+-- building either as a tree.
+CREATE OR REPLACE FUNCTION pg_temp.datagovuk_json_concat(a json, b json)
+RETURNS json LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN b IS NULL OR btrim(b::text) = '{}' THEN a
+                ELSE (left(rtrim(a::text), -1) || ', '
+                      || substr(ltrim(b::text), 2))::json
+           END
+$$;
+
 -- Each active version of a resource as package_show shows it, built once
 -- (a version is in every dataset version it lived through).
 CREATE TEMP TABLE datagovuk_h_resource_version ON COMMIT DROP AS
 SELECT r.package_id, r.id, r.position, r.revision_timestamp,
        coalesce(r.expired_timestamp, 'infinity') AS expired_timestamp,
-       jsonb_build_object(
+       (jsonb_build_object(
            'id', r.id, 'package_id', r.package_id, 'url', r.url,
            'format', r.format, 'description', r.description,
            'hash', r.hash, 'position', r.position, 'name', r.name,
@@ -49,7 +69,7 @@ SELECT r.package_id, r.id, r.position, r.revision_timestamp,
            'cache_url', r.cache_url,
            'cache_last_updated', pg_temp.datagovuk_iso(r.cache_last_updated),
            'url_type', r.url_type, 'state', r.state)
-       || coalesce(pg_temp.datagovuk_jsonb(r.extras), '{}')
+       || coalesce(pg_temp.datagovuk_jsonb(r.extras), '{}'))::json
        AS dict
 FROM datagovuk_h_resource r
 WHERE r.state = 'active';
@@ -61,7 +81,7 @@ ANALYZE datagovuk_h_resource_version;
 CREATE TEMP TABLE datagovuk_h_extra ON COMMIT DROP AS
 SELECT package_id, key, state, revision_id, revision_timestamp,
        coalesce(expired_timestamp, 'infinity') AS expired_timestamp,
-       jsonb_build_object('key', key, 'value', value) AS dict
+       json_build_object('key', key, 'value', value) AS dict
 FROM package_extra_revision WHERE package_id IS NOT NULL;
 CREATE INDEX ON datagovuk_h_extra (package_id);
 ANALYZE datagovuk_h_extra;
@@ -126,7 +146,14 @@ SELECT continuity_id AS package_id, min(revision_timestamp) AS created
 FROM package_revision GROUP BY continuity_id;
 ANALYZE datagovuk_h_created;
 
-CREATE TEMP TABLE datagovuk_h_version ON COMMIT DROP AS
+-- Stored out of line uncompressed: each package is read again by the
+-- statements writing the activities.
+CREATE TEMP TABLE datagovuk_h_version (
+    package_id text, revision_id text, ts timestamp, state text, author text,
+    message text, number bigint, previous_state text, package json,
+    revision json) ON COMMIT DROP;
+ALTER TABLE datagovuk_h_version ALTER COLUMN package SET STORAGE EXTERNAL;
+INSERT INTO datagovuk_h_version
 WITH licence AS (
     SELECT key AS id, value AS licence
     FROM jsonb_each(coalesce(nullif(current_setting('datagovuk.history_licenses', true), ''), '{}')::jsonb)
@@ -134,7 +161,7 @@ WITH licence AS (
 SELECT pt.package_id, pt.revision_id, pt.ts, pt.state,
        pt.revision_author AS author, pt.revision_message AS message,
        row_number() OVER w AS number, lag(pt.state) OVER w AS previous_state,
-    jsonb_build_object(
+    pg_temp.datagovuk_json_concat(json_build_object(
         'id', pt.package_id, 'name', pt.name, 'title', btrim(pt.title),
         'version', pt.version, 'url', pt.url, 'notes', pt.notes,
         'author', pt.author, 'author_email', pt.author_email,
@@ -149,45 +176,49 @@ SELECT pt.package_id, pt.revision_id, pt.ts, pt.state,
         'license_title', coalesce(l.licence->>'title', pt.license_id),
         'extras', coalesce(ex.list, '[]'),
         'resources', coalesce(res.list, '[]'),
-        'num_resources', coalesce(jsonb_array_length(res.list), 0),
+        'num_resources', res.n,
         'tags', coalesce(tg.list, '[]'),
-        'num_tags', coalesce(jsonb_array_length(tg.list), 0),
+        'num_tags', tg.n,
         'groups', coalesce(gr.list, '[]'),
         'organization', org.dict,
-        'relationships_as_subject', '[]'::jsonb,
-        'relationships_as_object', '[]'::jsonb)
-    || CASE WHEN l.licence->>'url' IS NOT NULL
-            THEN jsonb_build_object('license_url', l.licence->>'url')
-            ELSE '{}' END AS package
+        'relationships_as_subject', '[]'::json,
+        'relationships_as_object', '[]'::json),
+        CASE WHEN l.licence->>'url' IS NOT NULL
+             THEN json_build_object('license_url', l.licence->>'url')
+        END) AS package,
+    json_build_object(
+        'id', pt.revision_id, 'timestamp', pg_temp.datagovuk_iso(pt.ts),
+        'author', pt.revision_author, 'message', pt.revision_message)
+        AS revision
 FROM datagovuk_h_point pt
 JOIN datagovuk_h_created cr ON cr.package_id = pt.package_id
 LEFT JOIN licence l ON l.id = pt.license_id
 LEFT JOIN LATERAL (
     -- CKAN 2.12 keeps extras in a jsonb object: package_show lists them in
     -- its key order (shorter keys first, then bytewise).
-    SELECT jsonb_agg(e.dict ORDER BY octet_length(e.key), e.key COLLATE "C")
+    SELECT json_agg(e.dict ORDER BY octet_length(e.key), e.key COLLATE "C")
            AS list
     FROM datagovuk_h_extra e
     WHERE e.package_id = pt.package_id AND e.state = 'active'
       AND e.revision_timestamp <= pt.ts AND pt.ts < e.expired_timestamp
 ) ex ON true
 LEFT JOIN LATERAL (
-    SELECT jsonb_agg(r.dict ORDER BY r.position, r.id) AS list
+    SELECT json_agg(r.dict ORDER BY r.position, r.id) AS list, count(*) AS n
     FROM datagovuk_h_resource_version r
     WHERE r.package_id = pt.package_id
       AND r.revision_timestamp <= pt.ts AND pt.ts < r.expired_timestamp
 ) res ON true
 LEFT JOIN LATERAL (
-    SELECT jsonb_agg(jsonb_build_object(
+    SELECT json_agg(json_build_object(
                'id', t.tag_id, 'name', t.name, 'display_name', t.name,
                'state', t.state, 'vocabulary_id', t.vocabulary_id)
-             ORDER BY t.name COLLATE "C") AS list
+             ORDER BY t.name COLLATE "C") AS list, count(*) AS n
     FROM datagovuk_h_tag t
     WHERE t.package_id = pt.package_id AND t.state = 'active'
       AND t.revision_timestamp <= pt.ts AND pt.ts < t.expired_timestamp
 ) tg ON true
 LEFT JOIN LATERAL (
-    SELECT jsonb_agg(jsonb_build_object(
+    SELECT json_agg(json_build_object(
                'id', g.group_id, 'name', g.name, 'title', g.title,
                'display_name', coalesce(nullif(g.title, ''), g.name),
                'description', g.description,
@@ -201,7 +232,7 @@ LEFT JOIN LATERAL (
       AND m.revision_timestamp <= pt.ts AND pt.ts < m.expired_timestamp
 ) gr ON true
 LEFT JOIN LATERAL (
-    SELECT jsonb_build_object(
+    SELECT json_build_object(
                'id', g.group_id, 'name', g.name, 'title', g.title,
                'type', g.type, 'description', g.description,
                'image_url', g.image_url, 'created', pg_temp.datagovuk_iso(g.created),
@@ -216,9 +247,28 @@ WINDOW w AS (PARTITION BY pt.package_id ORDER BY pt.ts, pt.revision_id);
 CREATE INDEX ON datagovuk_h_version (package_id, revision_id);
 ANALYZE datagovuk_h_version;
 
+-- Each dataset activity there is, its data parsed: in one statement when
+-- every one parses (no subtransaction per row), else row by row.
+DO $parse$
+BEGIN
+    CREATE TEMP TABLE datagovuk_h_old ON COMMIT DROP AS
+    SELECT id, revision_id, object_id, user_id, data::jsonb AS data_json
+    FROM activity
+    WHERE activity_type IN ('new package', 'changed package', 'deleted package');
+EXCEPTION WHEN others THEN
+    CREATE TEMP TABLE datagovuk_h_old ON COMMIT DROP AS
+    SELECT id, revision_id, object_id, user_id,
+           pg_temp.datagovuk_jsonb(data) AS data_json
+    FROM activity
+    WHERE activity_type IN ('new package', 'changed package', 'deleted package');
+END $parse$;
+UPDATE datagovuk_h_old SET data_json = NULL
+WHERE jsonb_typeof(data_json) IS DISTINCT FROM 'object';
+ANALYZE datagovuk_h_old;
+
 -- What happens to each dataset activity CKAN 2.2 wrote.
 CREATE TEMP TABLE datagovuk_h_outcome ON COMMIT DROP AS
-SELECT a.id AS activity_id, a.revision_id, a.object_id, a.data_json,
+SELECT a.id AS activity_id, a.revision_id, a.object_id,
        CASE WHEN complete THEN 'left'
             WHEN v.package_id IS NOT NULL THEN 'completed'
             ELSE 'left' END AS outcome,
@@ -227,55 +277,81 @@ SELECT a.id AS activity_id, a.revision_id, a.object_id, a.data_json,
             WHEN a.revision_id IS NULL THEN 'it names no revision'
             ELSE 'its revision changed nothing of the dataset, or the dataset did not exist then'
        END AS reason
-FROM (SELECT a.id, a.revision_id, a.object_id, a.data_json,
-             coalesce(a.data_json->'package' ? 'resources', false) AS complete
-      FROM (SELECT a.*, pg_temp.datagovuk_jsonb(a.data) AS data_json
-            FROM activity a) a
-      WHERE a.activity_type IN ('new package', 'changed package', 'deleted package')) a
+FROM (SELECT o.*, coalesce(o.data_json->'package' ? 'resources', false) AS complete
+      FROM datagovuk_h_old o) a
 LEFT JOIN datagovuk_h_version v
        ON v.package_id = a.object_id AND v.revision_id = a.revision_id;
 ANALYZE datagovuk_h_outcome;
 
-UPDATE activity a
-SET timestamp = v.ts,
-    data = (coalesce(o.data_json, '{}') || jsonb_build_object(
-        'package', v.package,
-        'actor', coalesce((SELECT u.name FROM "user" u WHERE u.id = a.user_id),
-                          v.author),
-        'datagovuk_revision', jsonb_build_object(
-            'id', v.revision_id, 'timestamp', pg_temp.datagovuk_iso(v.ts),
-            'author', v.author,
-            'message', v.message)))::text
+-- What each activity written is made of: its dataset version, its actor
+-- and what else CKAN 2.2 put in its data.  CKAN 2.2's activity keeps its
+-- user; a revision CKAN 2.2 wrote no activity for gets one, done by the
+-- user the revision names, or else by the new site's user.
+CREATE TEMP TABLE datagovuk_h_written ON COMMIT DROP AS
+SELECT o.activity_id, v.package_id, v.revision_id, v.ts, old.user_id,
+       coalesce((SELECT u.name FROM "user" u WHERE u.id = old.user_id),
+                v.author) AS actor,
+       coalesce(old.data_json, '{}') - 'package' - 'actor'
+           - 'datagovuk_revision' AS rest,
+       NULL::text AS activity_type
 FROM datagovuk_h_outcome o
+JOIN datagovuk_h_old old ON old.id = o.activity_id
 JOIN datagovuk_h_version v ON v.package_id = o.object_id AND v.revision_id = o.revision_id
-WHERE a.id = o.activity_id AND o.outcome = 'completed';
-
--- A revision CKAN 2.2 wrote no activity for gets one: done by the user
--- the revision names, or else by the new site's user.
-CREATE TEMP TABLE datagovuk_h_added ON COMMIT DROP AS
-SELECT md5(v.package_id || '/' || v.revision_id)::uuid::text AS id, v.*,
-       coalesce(u.id, su.id) AS user_id,
+WHERE o.outcome = 'completed'
+UNION ALL
+SELECT md5(v.package_id || '/' || v.revision_id)::uuid::text, v.package_id,
+       v.revision_id, v.ts, coalesce(u.id, su.id), v.author, '{}',
        CASE WHEN v.number = 1 THEN 'new package'
             WHEN v.state = 'deleted' AND v.previous_state IS DISTINCT FROM 'deleted'
                 THEN 'deleted package'
-            ELSE 'changed package' END AS activity_type
+            ELSE 'changed package' END
 FROM datagovuk_h_version v
 LEFT JOIN "user" u ON u.name = v.author
 LEFT JOIN "user" su ON su.name = current_setting('datagovuk.site_user', true)
 WHERE NOT EXISTS (SELECT 1 FROM activity a
                   WHERE a.object_id = v.package_id AND a.revision_id = v.revision_id);
+ALTER TABLE datagovuk_h_written ADD PRIMARY KEY (activity_id);
+ANALYZE datagovuk_h_written;
+
+-- An activity's data from its parts (also for actors.sql).
+CREATE OR REPLACE FUNCTION pg_temp.datagovuk_activity_data(
+    package json, actor text, revision json, rest jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT pg_temp.datagovuk_json_concat(
+        json_build_object('package', package, 'actor', actor,
+                          'datagovuk_revision', revision),
+        rest::json)::text
+$$;
+
+UPDATE activity a
+SET timestamp = w.ts,
+    data = pg_temp.datagovuk_activity_data(v.package, w.actor, v.revision, w.rest)
+FROM datagovuk_h_written w
+JOIN datagovuk_h_version v ON v.package_id = w.package_id AND v.revision_id = w.revision_id
+WHERE a.id = w.activity_id AND w.activity_type IS NULL;
 
 INSERT INTO activity (id, timestamp, user_id, object_id, revision_id,
                       activity_type, data)
-SELECT id, ts, user_id, package_id, revision_id, activity_type,
-       jsonb_build_object(
-           'package', package, 'actor', author,
-           'datagovuk_revision', jsonb_build_object(
-               'id', revision_id, 'timestamp', pg_temp.datagovuk_iso(ts),
-               'author', author,
-               'message', message))::text
-FROM datagovuk_h_added;
+SELECT w.activity_id, w.ts, w.user_id, w.package_id, w.revision_id,
+       w.activity_type,
+       pg_temp.datagovuk_activity_data(v.package, w.actor, v.revision, w.rest)
+FROM datagovuk_h_written w
+JOIN datagovuk_h_version v ON v.package_id = w.package_id AND v.revision_id = w.revision_id
+WHERE w.activity_type IS NOT NULL;
 
 INSERT INTO datagovuk_h_outcome (activity_id, revision_id, object_id, outcome, reason)
-SELECT id, revision_id, package_id, 'added', NULL FROM datagovuk_h_added;
-ALTER TABLE datagovuk_h_outcome DROP COLUMN data_json;
+SELECT activity_id, revision_id, package_id, 'added', NULL
+FROM datagovuk_h_written WHERE activity_type IS NOT NULL;
+
+-- Each activity converted, now or by an earlier run, with its revision's
+-- time, for restore_timestamps_known.sql.
+CREATE TEMP TABLE datagovuk_h_stamp ON COMMIT DROP AS
+SELECT activity_id, ts FROM datagovuk_h_written
+UNION ALL
+SELECT o.id, (o.data_json #>> '{datagovuk_revision,timestamp}')::timestamp
+FROM datagovuk_h_old o
+WHERE o.data_json #>> '{datagovuk_revision,timestamp}' IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM datagovuk_h_written w WHERE w.activity_id = o.id);
+ALTER TABLE datagovuk_h_stamp ADD PRIMARY KEY (activity_id);
+
+RESET jit;

@@ -3,7 +3,8 @@
 -- an instant of 1970), to turn CKAN 2.2's local times into UTC.  An
 -- activity the history conversion wrote already holds the UTC time of its
 -- revision, also in its data: put that back.  Changes nothing when 085 did
--- not move it.
+-- not move it.  restore_timestamps_known.sql does the same without reading
+-- the data when rebuild.sql ran in this transaction.
 UPDATE activity
 SET timestamp = (data::jsonb #>> '{datagovuk_revision,timestamp}')::timestamp
 WHERE data LIKE '%"datagovuk_revision"%'
