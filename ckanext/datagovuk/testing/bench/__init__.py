@@ -13,8 +13,10 @@ One run, on the same generated data, measures:
 * our commands, run as an operator runs them (``paster datagovuk ... -c INI``
   in a subprocess with a generated ini): ``import`` (over loopback and over the
   link), ``migrate --skip-upgrade`` (the data migration), ``migrate`` (the
-  schema upgrade) and ``promote --demoted``; at the main scale N and at the
-  comparison scale M, for linearity and memory growth;
+  schema upgrade), ``promote --demoted`` and ``verify`` (its sample and
+  ``--all``); at the main scale N and at the comparison scale M, for
+  linearity and memory growth; ``migrate``'s history phase and revision
+  count from its ``-v`` report;
 * the search index of the migrated site, into the run's own Solr (every
   command of ours uses it: ``reindex`` and ``migrate --from`` swap its live
   core): CKAN's ``ckan search-index rebuild -i``, a fork-safe copy of its

@@ -11,7 +11,7 @@ from ckanext.datagovuk import transfer
 
 from .report import format_text, write_results
 from .run import Bench
-from .steps import say
+from .steps import STAGE_NAMES, parse_stages, say
 
 DEFAULT_DATASETS = 50000
 DEFAULT_COMPARE_DATASETS = 5000
@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "counts the median (default %(default)s)")
     parser.add_argument("--cli", choices=("paster", "ckan"), default="paster",
                         help="how to invoke our commands (default %(default)s)")
+    parser.add_argument("--stages", default="",
+                        help="comma-separated stages to measure (default: "
+                             "all): " + ", ".join(STAGE_NAMES) + "; the steps "
+                             "of the others say 'not measured: --stages'")
     parser.add_argument("--keep-old", action="store_true",
                         help="keep the generated old-site databases")
     args = parser.parse_args(argv)
@@ -57,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--datasets must be positive and --compare-datasets >= 0")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    try:
+        args.stages = parse_stages(args.stages)
+    except ValueError as error:
+        parser.error(f"--stages: {error} (one of {', '.join(STAGE_NAMES)})")
     return args
 
 

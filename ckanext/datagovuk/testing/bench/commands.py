@@ -123,10 +123,10 @@ class OurCommands:
         plan = [
             ("migrate", f"migrate_data{suffix}",
              "datagovuk migrate --skip-upgrade (the data migration)",
-             ["migrate", "--skip-upgrade"]),
+             ["migrate", "-v", "--skip-upgrade"]),
             ("migrate", f"migrate_upgrade{suffix}",
              "datagovuk migrate (the schema upgrade, after the data migration)",
-             ["migrate"]),
+             ["migrate", "-v"]),
             ("promote", f"promote{suffix}", "datagovuk promote --demoted",
              ["promote", "--demoted"]),
         ]
@@ -157,19 +157,43 @@ class OurCommands:
             if not step.ok:
                 blocked = name
 
+    def measure_verify(self, target: str, suffix: str) -> None:
+        """``datagovuk verify`` (its default sample of CKAN's API) and
+        ``verify --all`` on the migrated database of the scale."""
+        plan = [(f"verify{suffix}", "datagovuk verify (the manifest's checks "
+                 "and CKAN's API for its default sample)", ["verify"]),
+                (f"verify_all{suffix}", "datagovuk verify --all (the "
+                 "manifest's checks and CKAN's API for every dataset)",
+                 ["verify", "--all"])]
+        upgraded = self.steps.get(f"migrate_upgrade{suffix}")
+        for name, description, args in plan:
+            if "verify" not in self.available_commands():
+                self.not_measured(name, description,
+                                  "the `datagovuk verify` command does not exist yet")
+            elif not target or not self.cluster.exists(target):
+                self.not_measured(name, description, "no migrated database")
+            elif upgraded is None or not upgraded.ok:
+                self.not_measured(name, description,
+                                  f"migrate_upgrade{suffix} did not succeed")
+            else:
+                step = self.run(name, description, self.datagovuk_command(
+                    args, self.write_ini(target)), env=self.command_env())
+                step.details.update(parse_report(
+                    os.path.join(self.output, step.log)))
+
     def measure_one_run(self, old: str, datasets: int) -> Step:
         """``migrate --from SOURCE``: import, migrate and promote (the
         configured sysadmins) in one process, swapped in at the end."""
         name = "pipeline_one_run"
         description = ("datagovuk migrate --from (import + migrate + promote "
-                       "+ reindex in one run)")
+                       "+ verify + reindex in one run)")
         if "--from" not in self.command_options("migrate"):
             return self.not_measured(name, description,
                                      "`datagovuk migrate --from` does not exist yet")
         target = f"bench_onerun_{datasets}"
         self.cluster.drop(target)
         ini = self.write_ini(target)
-        args = ["migrate", "--from", self.alias(False),
+        args = ["migrate", "-v", "--from", self.alias(False),
                 "--remote-db", self.remote_conninfo(old),
                 "--ssh-config", self.ssh_config]
         if "--resolve-email-clash" in self.command_options("migrate"):

@@ -36,16 +36,33 @@ RATIO_TARGETS = [
     ("python_peak_rss_mb", "our Python process, peak RSS (MB) at N", "<", 200.0),
     ("python_peak_rss_growth_N_over_M",
      "our Python peak RSS, N / M (not growing: <= 1.10)", "<=", 1.10),
+    ("verify_over_import", "datagovuk verify (default sample) / import, at N",
+     "<=", 0.3),
+    # Reported beside it, with no target of its own.
+    ("verify_all_over_import", "datagovuk verify --all / import, at N",
+     None, None),
+    ("history_per_revision_linearity",
+     "history phase of migrate, seconds per revision, N / M", "<=", 1.3),
+    ("history_over_pipeline",
+     "history phase of migrate --from / the whole migrate --from", "<=", 0.25),
+    # Flat as the other commands' (python_peak_rss_growth_N_over_M).
+    ("history_python_peak_rss_N_over_M",
+     "our Python peak RSS in the migrate runs that convert the history, "
+     "N / M", "<=", 1.10),
 ]
 RATIO_KEYS = [key for key, *_ in RATIO_TARGETS]
 
 
 def _ratio(key, value, comparison, target, reason=None) -> dict:
-    entry = {"target": f"{comparison} {target:g}", "value": None, "pass": None}
+    entry = {"target": "none" if target is None else f"{comparison} {target:g}",
+             "value": None, "pass": None}
     if value is None:
         entry["status"] = f"not measured: {reason}"
         return entry
     entry["value"] = round(value, 3)
+    if target is None:
+        entry["status"] = "measured"
+        return entry
     entry["pass"] = bool({"<=": value <= target, ">=": value >= target,
                           "<": value < target}[comparison])
     entry["status"] = "pass" if entry["pass"] else "miss"
@@ -53,6 +70,10 @@ def _ratio(key, value, comparison, target, reason=None) -> dict:
 
 
 DATA_MIGRATION_PHASE = "data migrations"
+HISTORY_PHASE = "history"
+# The migrate run whose history phase converts the revisions (the one
+# after it finds them converted already); both report it.
+HISTORY_STEPS = ("migrate_data", "migrate_upgrade")
 
 
 def migration_seconds(step: Step) -> float:
@@ -126,9 +147,68 @@ def ratios(steps: dict[str, Step], datasets: int, compare: int) -> dict:
             None if growth else "no command of ours ran at both scales")
     else:
         values["python_peak_rss_growth_N_over_M"] = (None, "--compare-datasets 0")
+    values.update(_verify_ratios(seconds))
+    values.update(_history_ratios(steps, compare, python_peak))
     out = {}
     for key, description, comparison, target in RATIO_TARGETS:
         value, why = values[key]
         out[key] = {"description": description,
                     **_ratio(key, value or None, comparison, target, why)}
     return out
+
+
+def _verify_ratios(seconds) -> dict[str, tuple]:
+    """verify's time against the import of the same run, at N."""
+    values = {}
+    for key, step in (("verify_over_import", "verify"),
+                      ("verify_all_over_import", "verify_all")):
+        got, why = seconds(step, "import.loopback")
+        values[key] = (got and got[0] / got[1], why)
+    return values
+
+
+def history_figures(steps: dict[str, Step], suffix: str = ""
+                    ) -> tuple[dict | None, str | None]:
+    """The history phase's seconds and revisions, from the migrate run that
+    converted it (``migrate_data``) at the scale of ``suffix``."""
+    name = HISTORY_STEPS[0] + suffix
+    step = steps.get(name)
+    if step is None or not step.ok:
+        return None, f"{name}: {step.reason if step else 'not run'}"
+    seconds = step.details.get("reported_phases", {}).get(HISTORY_PHASE)
+    history = step.details.get("history")
+    if seconds is None or not history:
+        return None, f"{name}: no history phase and revision count in its report"
+    if not history["revisions"]:
+        return None, f"{name}: no revision converted"
+    return {"seconds": seconds, "revisions": history["revisions"]}, None
+
+
+def _history_ratios(steps: dict[str, Step], compare: int,
+                    python_peak) -> dict[str, tuple]:
+    values = {}
+    if compare:
+        at_n, why = history_figures(steps)
+        at_m, why_m = history_figures(steps, f"_{compare}")
+        values["history_per_revision_linearity"] = (
+            at_n and at_m and (at_n["seconds"] / at_n["revisions"])
+            / (at_m["seconds"] / at_m["revisions"]), why or why_m)
+        growth = [python_peak([name]) / python_peak([f"{name}_{compare}"])
+                  for name in HISTORY_STEPS
+                  if python_peak([name]) and python_peak([f"{name}_{compare}"])]
+        values["history_python_peak_rss_N_over_M"] = (
+            max(growth) if growth else None,
+            None if growth else "no migrate run at both scales")
+    else:
+        for key in ("history_per_revision_linearity",
+                    "history_python_peak_rss_N_over_M"):
+            values[key] = (None, "--compare-datasets 0")
+    one_run = steps.get("pipeline_one_run")
+    phase = (one_run.details.get("reported_phases", {}).get(HISTORY_PHASE)
+             if one_run and one_run.ok else None)
+    values["history_over_pipeline"] = (
+        phase and phase / one_run.seconds,
+        "pipeline_one_run: " + (one_run.reason if one_run and not one_run.ok
+                                else "not run" if not one_run else
+                                "no history phase in its report"))
+    return values

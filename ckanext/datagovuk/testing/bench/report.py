@@ -56,17 +56,20 @@ def format_text(results: dict) -> str:
             f"{'' if python is None else python:>10} "
             f"{'' if client_mb is None else client_mb:>13} "
             f"{'' if remote is None else remote:>10}  {what}")
-    phases = [(name, step["details"]["reported_phases"],
-               step["details"].get("compressed_by"))
-              for name, step in results["steps"].items()
+    phases = [(name, step["details"]) for name, step in results["steps"].items()
               if step.get("details", {}).get("reported_phases")]
     if phases:
         lines += ["", "phases our commands reported (seconds):"]
-        for name, reported, compressed_by in phases:
+        for name, details in phases:
             lines.append(f"  {name:<32} " + ", ".join(
-                f"{phase} {seconds:g}" for phase, seconds in reported.items())
-                + (f" (compressed by {compressed_by})" if compressed_by
-                   else ""))
+                f"{phase} {seconds:g}"
+                for phase, seconds in details["reported_phases"].items())
+                + _phase_notes(details))
+    counts = [f"  {name:<32} {_counts(step['details'])}"
+              for name, step in results["steps"].items()
+              if _counts(step.get("details", {}))]
+    if counts:
+        lines += ["", "what our commands counted:", *counts]
     lines += ["", f"{'ratio':<38} {'value':>8} {'target':>8}  result"]
     if results.get("ratios_recomputed"):
         lines.append(f"(ratios recomputed {results['ratios_recomputed']})")
@@ -75,6 +78,23 @@ def format_text(results: dict) -> str:
         lines.append(f"{key:<38} {'' if value is None else f'{value:8.2f}':>8} "
                      f"{ratio['target']:>8}  {ratio['status']}")
     return "\n".join(lines) + "\n"
+
+
+def _phase_notes(details: dict) -> str:
+    compressed_by = details.get("compressed_by")
+    return f" (compressed by {compressed_by})" if compressed_by else ""
+
+
+def _counts(details: dict) -> str:
+    history = details.get("history")
+    found = []
+    if history:
+        found.append(f"history: {history['revisions']} revisions of "
+                     f"{history['datasets']} datasets")
+    if details.get("api_sample"):
+        found.append(f"API sample: {details['api_sample']} datasets, "
+                     "publishers and users")
+    return "; ".join(found)
 
 
 def write_results(results: dict, output: str) -> None:

@@ -29,7 +29,7 @@ from .ratios import ratios
 from .remote import RemoteHost
 from .report import write_results
 from .search import SearchIndexSteps
-from .steps import Step, last_line, say, stages
+from .steps import Stage, Step, last_line, say, selected, stages
 
 
 @dataclass
@@ -173,16 +173,23 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands, SearchIndexSteps):
         import, the manual route), back to back.  On a shared machine one
         copy alone can be well off either way (docs/benchmark.rst); each of
         these steps then counts the median of its rounds."""
+        def measured(name: str) -> bool:
+            # A step left out (--stages) or failed gets no more rounds.
+            return name in self.steps and self.steps[name].ok
+
         for round_number in range(2, self.args.rounds + 1):
             suffix = f".round{round_number}"
-            self.add_round("floor", self.measure_floor_round(
-                old, floor_variant, suffix))
-            target = f"bench_import_{datasets}_round{round_number}"
-            self.add_round("import.loopback", self.measure_import(
-                old, target, "import.loopback" + suffix))
-            self.cluster.drop(target)
-            self.add_round("manual.loopback",
-                           self.measure_manual(old, suffix=suffix))
+            if measured("floor"):
+                self.add_round("floor", self.measure_floor_round(
+                    old, floor_variant, suffix))
+            if measured("import.loopback"):
+                target = f"bench_import_{datasets}_round{round_number}"
+                self.add_round("import.loopback", self.measure_import(
+                    old, target, "import.loopback" + suffix))
+                self.cluster.drop(target)
+            if measured("manual.loopback"):
+                self.add_round("manual.loopback",
+                               self.measure_manual(old, suffix=suffix))
 
     def add_round(self, name: str, again: Step) -> None:
         """Fold ``again``, one more round of step ``name``, into it: its
@@ -210,19 +217,34 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands, SearchIndexSteps):
         self.save()
 
     def scale(self, datasets: int, full: bool) -> None:
+        suffix = "" if full else f"_{datasets}"
+        chosen = [stage for stage in stages(full)
+                  if selected(stage, self.args.stages)]
+        for stage in stages(full):
+            if stage not in chosen:
+                self.not_measured_stage(stage, suffix, "--stages")
+        if not any(stage.steps for stage in chosen):
+            return
         old = self.generate(datasets)
         if old is None:
-            reason = f"the old site of {datasets} datasets could not be generated"
-            suffix = "" if full else f"_{datasets}"
-            for stage in stages(full):
-                for name in stage.steps:
-                    self.not_measured(name + suffix, name + suffix, reason)
+            for stage in chosen:
+                self.not_measured_stage(
+                    stage, suffix,
+                    f"the old site of {datasets} datasets could not be generated")
             return
         scale = Scale(datasets, full, old)
-        for stage in stages(full):
-            getattr(self, stage.method)(scale)
+        try:
+            for stage in chosen:
+                getattr(self, stage.method)(scale)
+        finally:
+            if scale.migrated:
+                self.cluster.drop(scale.migrated)
         if not self.args.keep_old:
             self.cluster.drop(old)
+
+    def not_measured_stage(self, stage: Stage, suffix: str, reason: str) -> None:
+        for name in stage.steps:
+            self.not_measured(name + suffix, name + suffix, reason)
 
     # ---- the stages (steps.STAGES) --------------------------------------
 
@@ -240,11 +262,11 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands, SearchIndexSteps):
         self.measure_migrate(target, scale.suffix)
         scale.migrated = target
 
+    def stage_verify(self, scale: Scale) -> None:
+        self.measure_verify(scale.migrated, scale.suffix)
+
     def stage_search_index(self, scale: Scale) -> None:
-        try:
-            self.measure_search(scale.migrated, scale.suffix)
-        finally:
-            self.cluster.drop(scale.migrated)
+        self.measure_search(scale.migrated, scale.suffix)
 
     def stage_manual(self, scale: Scale) -> None:
         self.measure_manual(scale.old)
@@ -311,6 +333,7 @@ class Bench(RemoteHost, Floor, ManualRoute, OurCommands, SearchIndexSteps):
                            "seed": self.args.seed,
                            "skip_slow_link": self.args.skip_slow_link,
                            "cli": self.args.cli,
+                           "stages": list(self.args.stages),
                            "link_bytes_per_second": LINK_BYTES_PER_SECOND},
             "sizes": self.sizes,
             "steps": {name: step.as_dict() for name, step in self.steps.items()},

@@ -90,11 +90,19 @@ _PHASE_DONE = re.compile(r"^\s*(?P<phase>[A-Za-z][\w +./()-]*?): done in "
                          r"(?P<seconds>\d+(?:\.\d+)?) ?s\b")
 # import's "source: ..." line says how the dump went compressed.
 _COMPRESSED_BY = re.compile(r"compressed by ([^,;)]+)")
+# migrate's -v report on the history (migrate_report._history_lines).
+_HISTORY = re.compile(r"^History: (?P<revisions>\d+) revisions of "
+                      r"(?P<datasets>\d+) datasets as activities in "
+                      r"(?P<seconds>\d+(?:\.\d+)?) s")
+# verify's line for its sample of CKAN's API (verify/checks.py).
+_API_SAMPLE = re.compile(r"^\s*API sample: (\d+) datasets, publishers and users")
 
 
 def parse_report(log_path: str) -> dict:
-    """The phase times our commands report (``NAME: done in 12.3 s``); the
-    first report of each phase wins."""
+    """The phase times our commands report (``NAME: done in 12.3 s``, a
+    step inside another too with ``-v``) and, from migrate's ``-v`` report,
+    the history's revisions, and how much verify asked of CKAN's API; the
+    first report of each wins."""
     try:
         with open(log_path, errors="replace") as handle:
             lines = handle.read().splitlines()[1:]
@@ -109,6 +117,14 @@ def parse_report(log_path: str) -> dict:
         match = _COMPRESSED_BY.search(line)
         if match and line.startswith("source: "):
             report["compressed_by"] = match.group(1)
+        match = _HISTORY.match(line)
+        if match and "history" not in report:
+            report["history"] = {key: float(value) if key == "seconds"
+                                 else int(value)
+                                 for key, value in match.groupdict().items()}
+        match = _API_SAMPLE.match(line)
+        if match and "api_sample" not in report:
+            report["api_sample"] = int(match.group(1))
     if phases:
         report["reported_phases"] = phases
     return report
@@ -131,6 +147,7 @@ STAGES = (
           main_scale_only=True),
     Stage("stage_import_and_migrate",
           ("import.loopback", "migrate_data", "migrate_upgrade", "promote")),
+    Stage("stage_verify", ("verify", "verify_all")),
     Stage("stage_search_index",
           ("search_rebuild", "search_rebuild_fast", "reindex")),
     Stage("stage_manual", ("manual.loopback",), main_scale_only=True),
@@ -143,5 +160,26 @@ STAGES = (
 EXPECTED_STEPS = tuple(name for stage in STAGES for name in stage.steps)
 
 
+STAGE_NAMES = tuple(stage.method.removeprefix("stage_") for stage in STAGES)
+
+
 def stages(main_scale: bool) -> list[Stage]:
     return [stage for stage in STAGES if main_scale or not stage.main_scale_only]
+
+
+def parse_stages(text: str | None) -> tuple[str, ...]:
+    """``--stages a,b``: the stage names (``STAGE_NAMES``) to measure, all
+    when not given; ValueError names the first unknown one."""
+    if not text:
+        return STAGE_NAMES
+    chosen = tuple(dict.fromkeys(name.strip() for name in text.split(",")
+                                 if name.strip()))
+    unknown = [name for name in chosen if name not in STAGE_NAMES]
+    if unknown or not chosen:
+        raise ValueError(f"unknown stage {unknown[0]!r}" if unknown
+                         else "no stage named")
+    return chosen
+
+
+def selected(stage: Stage, chosen: tuple[str, ...]) -> bool:
+    return stage.method.removeprefix("stage_") in chosen

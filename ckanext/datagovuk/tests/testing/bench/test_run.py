@@ -13,7 +13,7 @@ import pytest
 from ckanext.datagovuk.testing.bench.cli import DEFAULT_ROUNDS
 from ckanext.datagovuk.testing.bench.cluster import AUTOVACUUM_WAIT_LIMIT
 from ckanext.datagovuk.testing.bench.ratios import RATIO_KEYS
-from ckanext.datagovuk.testing.bench.steps import EXPECTED_STEPS
+from ckanext.datagovuk.testing.bench.steps import EXPECTED_STEPS, stages
 
 
 def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
@@ -82,6 +82,12 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
     assert "pg_restore" in memory["pg_client"]["programs"]
     assert "pg_dump" in memory["remote_pg_client"]["programs"]
     assert steps["migrate_data"]["details"]["reported_phases"]
+    # migrate converted the generated site's history, and said how much.
+    assert steps["migrate_data"]["details"]["history"]["revisions"] >= 20
+    assert steps["pipeline_one_run"]["details"]["reported_phases"]["history"] > 0
+    # verify asked CKAN's API for every dataset of so small a site.
+    for name in ("verify", "verify_all"):
+        assert steps[name]["details"]["api_sample"] >= 20, name
     # The three indexers indexed the same datasets, with the same documents.
     indexed = {steps[name]["details"]["documents"] for name in (
         "search_rebuild", "search_rebuild_fast", "reindex")}
@@ -114,15 +120,55 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
                 "pipeline_over_floor", "pipeline_one_run_over_floor",
                 "pipeline_with_reindex_over_floor",
                 "search_rebuild_over_reindex",
-                "search_rebuild_fast_over_reindex", "python_peak_rss_mb"):
+                "search_rebuild_fast_over_reindex", "python_peak_rss_mb",
+                "verify_over_import", "history_over_pipeline"):
         assert ratios[key]["value"] > 0, key
         assert ratios[key]["status"] in ("pass", "miss"), key
+    assert ratios["verify_all_over_import"]["status"] == "measured"
     for key in ("data_migration_per_dataset_N_over_M",
-                "python_peak_rss_growth_N_over_M"):
+                "python_peak_rss_growth_N_over_M",
+                "history_per_revision_linearity",
+                "history_python_peak_rss_N_over_M"):
         assert ratios[key]["value"] is None
         assert ratios[key]["status"] == "not measured: --compare-datasets 0"
     assert ratios["manual_over_import_link"]["status"].startswith(
         "not measured: manual.link: --skip-slow-link")
+
+
+def test_stages_measures_those_named_and_lists_every_other_step(tmp_path):
+    output = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, "-m", "ckanext.datagovuk.testing.bench", "--datasets", "40",
+         "--compare-datasets", "20", "--stages", "verify,import_and_migrate",
+         "--output", str(output)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((output / "results.json").read_text())
+    assert results["parameters"]["stages"] == ["verify", "import_and_migrate"]
+    steps = results["steps"]
+    measured = {"import.loopback", "migrate_data", "migrate_upgrade",
+                "promote", "verify", "verify_all"}
+    at_m = [name for stage in stages(main_scale=False) for name in stage.steps]
+    expected = {**{name: name for name in EXPECTED_STEPS},
+                **{f"{name}_20": name for name in at_m}}
+    for name, step in expected.items():
+        if step in measured:
+            assert steps[name]["status"] == "ok", name
+        else:
+            assert steps[name]["status"] == "not measured", name
+            assert steps[name]["reason"] == "--stages", name
+    # Nothing of the stages left out ran (no floor variant, no parts of the
+    # manual route, no rounds).
+    assert set(steps) - set(expected) == {"generate_40", "generate_20"}
+    assert "rounds" not in steps["import.loopback"].get("details", {})
+    ratios = results["ratios"]
+    for key in ("verify_over_import", "history_per_revision_linearity",
+                "history_python_peak_rss_N_over_M"):
+        assert ratios[key]["value"] > 0, key
+    assert ratios["import_over_floor"]["status"] == \
+        "not measured: floor: --stages"
+    assert ratios["history_over_pipeline"]["status"] == \
+        "not measured: pipeline_one_run: --stages"
 
 
 def test_every_stage_is_a_step_of_the_run():
