@@ -11,6 +11,7 @@ from ckanext.datagovuk.cli_run import (  # noqa: F401 (paster's HELP_OPTIONS)
     HELP_OPTIONS, IMPORT_GROUP, OperatorErrorGroup, Run, option_group,
     output_options)
 from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk.verify.run import DEFAULT_SAMPLE
 
 
 @click.group(cls=OperatorErrorGroup, short_help="Move an old CKAN (data.gov.uk 2.2) site to this CKAN.",
@@ -110,7 +111,7 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size,
 @datagovuk.command(short_help="Check the migrated database against its manifest and CKAN's API.")
 @click.option("--all", "everything", is_flag=True,
               help="Ask CKAN's API for every dataset and user, not a sample.")
-@click.option("--sample", type=click.IntRange(min=0), default=1000,
+@click.option("--sample", type=click.IntRange(min=0), default=DEFAULT_SAMPLE,
               show_default=True, metavar="N",
               help="Datasets asked of CKAN's API, chosen at random (and "
                    "N/10 of their publishers, N/10 users); every dataset a "
@@ -365,12 +366,25 @@ def _check_import_usage(source_text: str, options) -> None:
               help="With --from: do not build the staging database's search "
                    "index into a new Solr core (swapped in with the "
                    "database); for sites indexed elsewhere.")
+@click.option("--no-verify", is_flag=True,
+              help="Do not check the move against the manifest (as "
+                   "`datagovuk verify`). By default, when data migrations "
+                   "run, its database checks run in the transaction before "
+                   "the commit (a difference rolls back) and its API "
+                   "sample after it (with --from: all of it before the "
+                   "swap). For a site's own migration in --migrations-dir "
+                   "that changes what verify checks, on purpose.")
+@click.option("--verify-sample", type=click.IntRange(min=0),
+              default=DEFAULT_SAMPLE, show_default=True, metavar="N",
+              help="Datasets verify's API sample asks CKAN for (as "
+                   "`verify --sample`).")
 @import_options
 @output_options
 @click.pass_context
 def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
             no_history, migrations_dir, resolve_email_clash, source, plan,
-            no_reindex, verbose, quiet, as_json, **import_args):
+            no_reindex, no_verify, verify_sample, verbose, quiet, as_json,
+            **import_args):
     """Turn the imported old-site (CKAN 2.2; with --no-data-migrations any
     legacy CKAN) database into one this CKAN runs on, in ONE transaction on
     the configured database:
@@ -395,7 +409,11 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
        or clashing emails, ...);
     6. CKAN's schema upgrade (with the fix for resources losing their
        dataset at revision 074), then the migrations of the plugins in
-       ckan.plugins.
+       ckan.plugins;
+    7. (not with --no-verify) when data migrations ran: the database
+       checks of `datagovuk verify` against the manifest taken at the
+       start; any difference rolls back. After the commit, verify's API
+       sample: if it fails, "committed; API sample failed", exit 1.
 
     Any failure, Ctrl-C or SIGTERM rolls everything back. Run it with
     ckan.plugins as the site will run (their migrations run too). Settings:
@@ -411,7 +429,8 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
         dry_run=dry_run, skip_upgrade=skip_upgrade, archive=not no_archive,
         migrations_dir=migrations_dir, resolve_email_clash=resolve_email_clash,
         data_migrations=not no_data_migrations, history=not no_history,
-        config_path=_config_path(ctx))
+        config_path=_config_path(ctx), verify=not no_verify,
+        verify_sample=verify_sample)
     if no_data_migrations and skip_upgrade:
         raise click.UsageError("--no-data-migrations with --skip-upgrade "
                                "would do nothing: give one of them")
@@ -422,6 +441,9 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
                                "shows what it would do")
     if no_reindex and not source:
         raise click.UsageError("--no-reindex goes with --from")
+    if no_verify and ctx.get_parameter_source("verify_sample") \
+            != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--verify-sample does not go with --no-verify")
     if source:
         _migrate_from(ctx, run, source, options, plan, import_args,
                       search_index=not no_reindex)
@@ -433,11 +455,23 @@ def migrate(ctx, dry_run, skip_upgrade, no_archive, no_data_migrations,
         raise click.UsageError(f"{', '.join(given)} only go with --from")
     # Progress shares stdout with the report, so that a failure's stderr
     # is the one `Error:` line; with --json stdout is the JSON alone.
-    report = migration.migrate_from_config(options, progress=run.progress)
-    committed = report.outcome == "committed"
+    report = migration.migrate_from_config(
+        options, progress=run.progress,
+        request_context=_request_context(ctx))
+    committed = report.outcome.startswith("committed")
     run.finish(report.to_dict(), report.to_text(verbose),
                report.next_steps if committed else (),
-               report.notes if committed else ())
+               report.notes if committed else (),
+               error=_api_sample_failure(report))
+
+
+def _api_sample_failure(report) -> str | None:
+    """The error of a committed move whose API sample failed."""
+    from ckanext.datagovuk.verify import run
+
+    if report.outcome != "committed; API sample failed":
+        return None
+    return f"{report.outcome}: {run.summary(report.verification)}"
 
 
 def _config_path(ctx) -> str | None:

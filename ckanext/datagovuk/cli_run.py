@@ -105,13 +105,19 @@ class Run:
                             f"the plan stops at a refusal: {refused}")
 
     def finish(self, fields=None, text: str = "", next_steps=(),
-               notes=()) -> None:
+               notes=(), error: str | None = None) -> None:
+        """The result; with ``error`` (a failure after work that stays
+        done, whose report is still wanted) it says so and exits 1."""
         self.progress.clear_live()
-        result = output.Result(ok=True, steps=self.progress.steps,
+        result = output.Result(ok=error is None, steps=self.progress.steps,
+                               error=error,
                                fields=output.plain(fields or {}), text=text,
                                next_steps=list(next_steps), notes=list(notes))
         click.echo(result.to_json() if self.as_json
                    else result.to_text(self.verbose))
+        if error is not None:
+            click.echo(f"Error: {error}", err=True)
+            click.get_current_context().exit(1)
 
     def fail(self, message: str) -> None:
         result = output.Result(ok=False, steps=self.progress.steps,

@@ -23,9 +23,14 @@ One connection, one transaction, in this order:
 7. CKAN's core upgrade with the resource-link fix, then the enabled plugins'
    migrations (:mod:`upgrade`); the converted activities' timestamps put
    back where CKAN's 085 moved them;
+8. the database checks of ``datagovuk verify`` against the manifest
+   (:mod:`verify.run`), when this run's data migrations ran (not with
+   ``--no-verify``): a difference rolls everything back;
 
 then a commit, or a rollback on any error, Ctrl-C or SIGTERM: the database,
-ledger included, is then exactly as before.  ``dry_run`` rolls back at the
+ledger included, is then exactly as before.  After the commit,
+:func:`migrate_from_config` asks CKAN's API for verify's sample (CKAN's
+model is bound to the configured database, the one just migrated).  ``dry_run`` rolls back at the
 end; ``skip_upgrade`` stops (and commits) after the data migrations.  It
 deliberately does not use CKAN's global engine/session: CKAN's ``env.py``
 would open connections of its own.
@@ -43,6 +48,7 @@ from sqlalchemy.engine import Connection
 from ckanext.datagovuk import (archive, db, history, migrate_report, output,
                                preflight, runner, status, traps, upgrade)
 from ckanext.datagovuk.verify import manifest
+from ckanext.datagovuk.verify import run as verify_run
 from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
 
 # pg_advisory lock key shared by every `datagovuk migrate` ("dgumigr").
@@ -93,6 +99,12 @@ class MigrationOptions:
     history: bool = True
     # The config the suggested next commands name (None: $CKAN_INI).
     config_path: Optional[str] = None
+    # False (--no-verify): no check of the move against the manifest (in
+    # place: neither before the commit nor the API sample after it; with
+    # --from: none before the swap).
+    verify: bool = True
+    # Datasets verify's API sample asks for (--verify-sample).
+    verify_sample: int = verify_run.DEFAULT_SAMPLE
 
 
 @dataclass
@@ -114,6 +126,11 @@ class MigrationReport:
     history: Optional[history.HistoryResult] = None
     # Whether this run recorded the manifest `datagovuk verify` reads.
     manifest: bool = False
+    # `datagovuk verify` of this move (VerifyReport.to_dict(): the database
+    # checks before the commit, the API sample after it), or why it was
+    # skipped.
+    verification: Optional[dict] = None
+    verify_skipped: str = ""
     upgrade: Optional[upgrade.UpgradeResult] = None
     room: list[upgrade.RoomMade] = field(default_factory=list)
     analyzed: list[str] = field(default_factory=list)
@@ -259,11 +276,13 @@ class _Steps:
 
 def migrate(url: str, plugins: list[str], settings: dict[str, str],
             options: Optional[MigrationOptions] = None,
-            progress: Optional[Progress] = None) -> MigrationReport:
+            progress: Optional[Progress] = None,
+            verify_here: bool = True) -> MigrationReport:
     """Migrate the database at ``url`` for a CKAN with ``plugins`` enabled;
     ``settings`` are the data migrations' GUCs
     (:func:`runner.settings_from_config`).  Raises OperatorError (one line)
-    after rolling back on failure."""
+    after rolling back on failure.  ``verify_here`` False: the caller
+    verifies the move (``migrate --from``, after promoting)."""
     options = options or MigrationOptions()
     progress = progress or (lambda message: None)
     report = MigrationReport(db.safe_url(url), options)
@@ -274,7 +293,7 @@ def migrate(url: str, plugins: list[str], settings: dict[str, str],
             transaction = connection.begin()
             try:
                 _run(connection, report, plugins, settings, options, steps,
-                     progress)
+                     progress, verify_here)
                 if options.dry_run:
                     transaction.rollback()
                     report.outcome = "dry run: rolled back, nothing changed"
@@ -321,7 +340,7 @@ def _as_operator_error(error: BaseException, step: Optional[str]):
 def _run(connection: Connection, report: MigrationReport,
          plugins: list[str], settings: dict[str, str],
          options: MigrationOptions, steps: _Steps,
-         progress: Progress) -> None:
+         progress: Progress, verify_here: bool = True) -> None:
     with steps("pre-flight") as step:
         take_lock(connection)
         # JIT compiling the big one-off statements costs more than it
@@ -422,6 +441,8 @@ def _run(connection: Connection, report: MigrationReport,
                     history.restore_timestamps(connection)
             step.result = (f"{len(report.upgrade.revisions)} revision(s), "
                            f"now {report.upgrade.version_after}")
+    if verify_here:
+        _verify(connection, report, options, pending, steps, progress)
     report.schema_after = upgrade.describe_version(connection)
     report.counts_after = counts(connection,
                                  settings.get(runner.SITE_USER_GUC))
@@ -458,10 +479,81 @@ def _history(connection: Connection, report: MigrationReport,
                                     converted=options.history)
 
 
+def _verify_skipped(options: MigrationOptions, pending: list[str]
+                    ) -> Optional[str]:
+    """Why this run does not verify the move, if it does not."""
+    if not options.verify:
+        return "--no-verify"
+    if options.skip_upgrade:
+        return "--skip-upgrade: verify checks the upgraded database"
+    if not pending:
+        return ("no data migration ran in this run: `datagovuk verify` "
+                "checks the database as it stands")
+    return None
+
+
+def _verify(connection: Connection, report: MigrationReport,
+            options: MigrationOptions, pending: list[str], steps: _Steps,
+            progress: Progress) -> None:
+    """verify's database checks in this transaction, after the upgrade (the
+    schema check compares the upgraded schema): a difference rolls the
+    whole move back."""
+    with steps("verify") as step:
+        reason = _verify_skipped(options, pending)
+        if reason:
+            report.verify_skipped = step.result = f"skipped ({reason})"
+            return
+        found = verify_run.in_transaction(
+            connection, lambda line: progress(f"  {line}"))
+        report.verification = found.to_dict()
+        if not found.ok:
+            raise OperatorError(
+                "verify: the migrated database differs from the old site: "
+                f"{verify_run.summary(report.verification)}; for a site "
+                "migration that changes this on purpose: run with "
+                "--no-verify")
+        step.result = f"{len(found.steps)} database checks hold"
+
+
+def api_sample_after_commit(url: str, report: MigrationReport,
+                            progress: Progress,
+                            request_context: Optional[Callable]) -> None:
+    """verify's API sample of the committed move, in this process (CKAN's
+    model is bound to ``url``); a failure makes the outcome "committed; API
+    sample failed".  An interrupt stops it (the move stays committed)."""
+    sample = verify_run.SampleOptions(size=report.options.verify_sample,
+                                      database=False)
+    try:
+        with sigterm_raises(), \
+                output.step(progress, "API sample") as step:
+            found = verify_run.verify(url, sample, progress,
+                                      request_context).to_dict()
+            step.result = found["steps"][0]["result"]
+    except (KeyboardInterrupt, Interrupted, OperatorError) as error:
+        raise OperatorError(
+            f"committed; the API sample did not finish "
+            f"({error or 'interrupted'}): `datagovuk verify` asks again"
+        ) from error
+    report.timings.append(("API sample", round(step.seconds, 3)))
+    verified = report.verification
+    verified.update(ok=verified["ok"] and found["ok"], seed=found["seed"],
+                    steps=verified["steps"] + found["steps"],
+                    differences=verified["differences"]
+                    + found["differences"])
+    if not found["ok"]:
+        report.outcome = "committed; API sample failed"
+        return
+    kept = next_steps(report.options.config_path, verified=True)
+    report.next_steps = [line for line in report.next_steps if line in kept]
+
+
 def migrate_from_config(options: MigrationOptions,
                         progress: Optional[Progress] = None,
-                        config=None) -> MigrationReport:
-    """:func:`migrate` with the URL, plugins and settings of CKAN's config."""
+                        config=None, request_context: Optional[Callable] = None
+                        ) -> MigrationReport:
+    """:func:`migrate` with the URL, plugins and settings of CKAN's config;
+    then, when the move was verified and committed, the API sample (in
+    ``request_context()``: CKAN's actions need a request)."""
     if config is None:
         from ckan.common import config
     url = config.get("sqlalchemy.url")
@@ -470,5 +562,9 @@ def migrate_from_config(options: MigrationOptions,
     plugins = config.get("ckan.plugins") or []
     if isinstance(plugins, str):
         plugins = plugins.split()
-    return migrate(url, list(plugins), runner.settings_from_config(config),
-                   options, progress)
+    report = migrate(url, list(plugins), runner.settings_from_config(config),
+                     options, progress)
+    if report.verification and report.outcome == "committed":
+        api_sample_after_commit(url, report, progress or (lambda line: None),
+                                request_context)
+    return report

@@ -35,7 +35,38 @@ def format_summary(report: Any) -> str:
     if done:
         text = "; ".join(done)
         lines.append(text[0].upper() + text[1:] + " (-v lists them)")
+    lines.extend(verify_lines(report, verbose=False))
     return "\n".join(lines)
+
+
+def verify_lines(report: Any, verbose: bool) -> list[str]:
+    """What verify found: one line when every check holds (each check's
+    line too with ``verbose``), the first differences in full when not."""
+    if report.verify_skipped:
+        return [f"Verify: {report.verify_skipped}"]
+    found = report.verification
+    if not found:
+        return []
+    names = [step["name"] for step in found["steps"]]
+    asked = ("API sample" in names and f"; the API sample (seed "
+             f"{found['seed']}) after the commit") or (
+        "; no API sample: nothing committed" if report.options.dry_run
+        else "")
+    lines = [f"Verify: {'every check holds' if found['ok'] else 'FAILED'} "
+             f"({len(names) - ('API sample' in names)} database checks "
+             f"before the commit{asked})"]
+    lines += [f"  {step['name']}: {step['compared']} {step['what']}: "
+              f"{step['result']}" + (f", {step['differences']} "
+                                     "difference(s)" if step["differences"]
+                                     else "")
+              for step in found["steps"]
+              if verbose or step["result"] == "failed"]
+    if found["differences"]:
+        lines.append("First differences (subject: field: expected, found):")
+        lines += [f"  [{d['check']}] {d['subject']}: {d['field']}: expected "
+                  f"{d['expected']!r}, found {d['found']!r}"
+                  for d in found["differences"]]
+    return lines
 
 
 def _data_migrations_line(report: Any) -> str:
@@ -119,6 +150,7 @@ def format_report(report: Any, verbose: bool = True) -> str:
                              f": {step.seconds:.1f} s")
         for plugin, (before, after) in result.plugins.items():
             lines.append(f"  plugin {plugin}: {before or 'none'} -> {after}")
+    lines.extend(verify_lines(report, verbose=True))
     return "\n".join(lines)
 
 

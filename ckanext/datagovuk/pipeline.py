@@ -84,10 +84,12 @@ def _model_session_on(url: str):
         engine.dispose()
 
 
-def verify_staging(staging_url: str, config, echo: Echo) -> dict:
+def verify_staging(staging_url: str, config, echo: Echo,
+                   sample_size: int = verify_run.DEFAULT_SAMPLE) -> dict:
     """``datagovuk verify`` on the staging database, in a child ``ckan``
     process; a difference stops the move before the swap."""
-    found = verify_run.verify_in_child(staging_url, config["__file__"])
+    found = verify_run.verify_in_child(staging_url, config["__file__"],
+                                       sample_size)
     if not found["ok"]:
         raise OperatorError("verify found the staging database differs from "
                             f"the old site: {verify_run.summary(found)}; no "
@@ -129,7 +131,8 @@ def plan(source: str, target_url: str, import_options: transfer.ImportOptions,
                                   f"nobody ({settings.SYSADMINS} is empty)"))
     steps.append("4. verify the staging database against the manifest "
                  "(`datagovuk verify`, in a child ckan process); any "
-                 "difference stops here")
+                 "difference stops here" if migration_options.verify else
+                 "4. no verify of the staging database (--no-verify)")
     if search_index:
         steps.append("5. build the staging database's search index into a "
                      "new Solr core (ckan datagovuk reindex --into CORE "
@@ -178,9 +181,10 @@ def migrate_from(source: str, target_url: str,
 
     def finish_in_staging(staging_url: str) -> None:
         with output.step(echo, "migrate", steps) as step:
+            # verify runs whole below, after the promotion.
             report.migration = migrate.migrate(
                 staging_url, plugins, migration_settings, migration_options,
-                progress=echo)
+                progress=echo, verify_here=False)
             # The staging database becomes the target with the swap.
             report.migration.database = db.safe_url(target_url)
             step.result = (f"{report.migration.schema_before} -> "
@@ -193,10 +197,14 @@ def migrate_from(source: str, target_url: str,
                     or "nobody new"
         if not migration_options.skip_upgrade:
             with output.step(echo, "verify the move", steps) as step:
-                report.verification = verify_staging(staging_url, config,
-                                                     echo)
-                step.result = (f"every check holds (seed "
-                               f"{report.verification['seed']})")
+                if not migration_options.verify:
+                    step.result = "skipped (--no-verify)"
+                else:
+                    report.verification = verify_staging(
+                        staging_url, config, echo,
+                        migration_options.verify_sample)
+                    step.result = (f"every check holds (seed "
+                                   f"{report.verification['seed']})")
         if staging_index and not migration_options.skip_upgrade:
             with output.step(echo, "reindex", steps) as step:
                 report.search_index = staging_index.build(staging_url, echo)

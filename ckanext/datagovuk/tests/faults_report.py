@@ -24,7 +24,7 @@ TABLE_PATH = os.path.join(ROOT, "docs", "faults.rst")
 COLUMNS = ("Step", "Fault", "Outcome asserted", "Result", "Date", "Test")
 # The pipeline's order, so the table reads from the first step to the last.
 STEP_ORDER = ("input", "transfer", "restore", "data migration", "archive",
-              "schema upgrade", "concurrency", "pipeline")
+              "schema upgrade", "verify", "concurrency", "pipeline")
 
 HEADER = """\
 Faults and outcomes

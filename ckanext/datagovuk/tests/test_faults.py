@@ -602,7 +602,8 @@ def test_data_migration_fails_on_one_row(old_site, migrations_dir,
 
     (migrations_dir / "002_rename.sql").write_text(
         "UPDATE package SET title = upper(title);\n")
-    result = ckan_datagovuk(args, db_url=old_site)
+    # The titles change on purpose: verify would stop it.
+    result = ckan_datagovuk(args + ["--no-verify"], db_url=old_site)
     assert_migrated(result, old_site,
                     ["001_bytemark_to_govuk.sql", "002_rename.sql"])
     assert sql(old_site, "SELECT title FROM package WHERE name = %s",
@@ -684,6 +685,85 @@ def test_migrate_killed_during_the_schema_upgrade(old_site, pg_admin_url):
     assert dump_database(old_site) == before
 
     assert_migrate_succeeds_once_released(pg_admin_url, old_site)
+
+
+# --------------------------------------------------------------------------
+# verify: in-place migrate checks the move against its manifest
+
+# Nothing documented expects it, so verify finds a difference.
+DROP_A_RESOURCE = ("UPDATE resource SET state = 'deleted' WHERE id = (SELECT "
+                   "id FROM resource WHERE state = 'active' ORDER BY id "
+                   "LIMIT 1);\n")
+
+
+@fault(step="verify", fault="in-place migrate: a site's data migration "
+                            "drops a resource (verify's database checks "
+                            "run before the commit)",
+       outcome="target unchanged (ledger included), one-line error naming "
+               "the first difference and --no-verify, with --dry-run too; "
+               "re-run with --no-verify commits and says verify skipped")
+def test_in_place_verify_rolls_a_difference_back(old_site, migrations_dir,
+                                                 pg_admin_url):
+    (migrations_dir / "002_drop_a_resource.sql").write_text(DROP_A_RESOURCE)
+    args = [*MIGRATE, "--migrations-dir", str(migrations_dir)]
+    before = dump_database(old_site)
+    for dry_run in ([], ["--dry-run"]):
+        result = ckan_datagovuk(args + dry_run, db_url=old_site)
+        message = assert_failed_cleanly(result, old_site, before,
+                                        pg_admin_url)
+        assert "verify: the migrated database differs from the old site: " \
+            "1 difference(s) in resources; first: dataset " in message
+        assert "state: expected 'active', found 'deleted'" in message
+        assert "run with --no-verify; rolled back" in message
+
+    result = ckan_datagovuk(args + ["--no-verify"], db_url=old_site)
+    assert_migrated(result, old_site,
+                    ["001_bytemark_to_govuk.sql", "002_drop_a_resource.sql"])
+    assert "\nVerify: skipped (--no-verify)\n" in result.stdout
+    assert re.search(r"^verify: done in [\d.]+ s +skipped \(--no-verify\)$",
+                     result.stdout, re.M), result.stdout
+
+
+@fault(step="verify", fault="in-place migrate: SIGTERM during the API "
+                            "sample, after the commit",
+       outcome="the move stays committed (complete), one-line error saying "
+               "the API sample did not finish (not a dataset's "
+               "difference); `datagovuk verify` then passes")
+def test_sigterm_during_the_api_sample_after_the_commit(old_site,
+                                                        pg_admin_url):
+    process = start("ckan", [*MIGRATE, "--verify-sample", "1000"], old_site)
+    for line in process.stdout:
+        if line.startswith("API sample ..."):
+            break
+    else:
+        pytest.fail(f"no API sample: {finish(process).stderr}")
+    # Hold package_show (CKAN reads package_relationship to serve a
+    # dataset, verify's own queries never do) so that the signal strikes
+    # inside it, then let it go on.
+    lock = db.connect(old_site)
+    try:
+        with lock.cursor() as cursor:
+            cursor.execute("LOCK TABLE package_relationship IN ACCESS "
+                           "EXCLUSIVE MODE")
+        wait_until(lambda: sql(pg_admin_url, "SELECT 1 FROM pg_stat_activity "
+                               "WHERE datname = %s AND wait_event_type = "
+                               "'Lock'", (database_name(old_site),)),
+                   process, "package_show waited for the lock")
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+    finally:
+        lock.rollback()
+        lock.close()
+    result = finish(process)
+    message = one_line_error(result)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert message == ("Error: committed; the API sample did not finish "
+                       "(stopped by SIGTERM): `datagovuk verify` asks again")
+    assert_migrated(subprocess.CompletedProcess([], 0, "committed", ""),
+                    old_site, ["001_bytemark_to_govuk.sql"])
+    result = ckan_datagovuk(["verify", "--sample", "20"], db_url=old_site)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert staging_databases(pg_admin_url) == []
 
 
 # --------------------------------------------------------------------------
@@ -918,14 +998,12 @@ def test_migrate_from_with_a_postgres_restart(
        outcome="verify fails before the swap: site database unchanged, "
                "source unchanged, staging dropped (with --keep-failed kept "
                "under a printed name), one-line error naming the first "
-               "difference; re-run without it moves the site")
+               "difference; re-run with --no-verify moves the site, saying "
+               "verify skipped")
 def test_migrate_from_stops_when_verify_finds_a_difference(
         pipeline_ini, ssh_server, source, target, migrations_dir,
         pg_admin_url):
-    # Nothing documented expects it, so verify fails on the staging database.
-    (migrations_dir / "002_drop_a_resource.sql").write_text(
-        "UPDATE resource SET state = 'deleted' WHERE id = (SELECT id FROM "
-        "resource WHERE state = 'active' ORDER BY id LIMIT 1);\n")
+    (migrations_dir / "002_drop_a_resource.sql").write_text(DROP_A_RESOURCE)
     before = dump_database(target)
     result = run_migrate_from(pipeline_ini, migrate_from_args(
         ssh_server, source, "--migrations-dir", str(migrations_dir)), target)
@@ -949,11 +1027,14 @@ def test_migrate_from_stops_when_verify_finds_a_difference(
         ("001_bytemark_to_govuk.sql",), ("002_drop_a_resource.sql",)]
     sql(pg_admin_url, f'DROP DATABASE "{kept}"')
 
-    (migrations_dir / "002_drop_a_resource.sql").unlink()
+    # --no-verify: the site's migration meant it.
     result = run_migrate_from(pipeline_ini, migrate_from_args(
-        ssh_server, source, "--migrations-dir", str(migrations_dir)), target)
+        ssh_server, source, "--migrations-dir", str(migrations_dir),
+        "--no-verify"), target)
     assert_moved(result, target, source, pg_admin_url,
-                 ["001_bytemark_to_govuk.sql"])
+                 ["001_bytemark_to_govuk.sql", "002_drop_a_resource.sql"])
+    assert re.search(r"^verify the move: done in [\d.]+ s +skipped "
+                     r"\(--no-verify\)$", result.stdout, re.M), result.stdout
 
 
 # --------------------------------------------------------------------------

@@ -350,18 +350,24 @@ def assert_untouched(url: str, before: str, result) -> str:
     return message
 
 
-def test_a_broken_data_migration_changes_nothing(old_site, tmp_path):
+def a_site_migration(tmp_path, name: str, statement: str) -> str:
+    """A --migrations-dir holding the shipped 001 and a site's own ``name``."""
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     shipped = os.path.join(os.path.dirname(migrate.__file__), "migrations",
                            "001_bytemark_to_govuk.sql")
     (migrations / "001_bytemark_to_govuk.sql").write_bytes(
         open(shipped, "rb").read())
-    (migrations / "002_broken.sql").write_text(
-        "UPDATE package SET title = 'changed';\n"
+    (migrations / name).write_text(statement)
+    return str(migrations)
+
+
+def test_a_broken_data_migration_changes_nothing(old_site, tmp_path):
+    migrations = a_site_migration(
+        tmp_path, "002_broken.sql", "UPDATE package SET title = 'changed';\n"
         "SELECT no_such_column FROM package;\n")
     before = dump_database(old_site)
-    result = ckan_datagovuk(MIGRATE + ["--migrations-dir", str(migrations)],
+    result = ckan_datagovuk(MIGRATE + ["--migrations-dir", migrations],
                             db_url=old_site)
     message = assert_untouched(old_site, before, result)
     assert "002_broken.sql" in message and "no_such_column" in message
@@ -391,6 +397,9 @@ def test_dry_run_changes_nothing_and_prints_the_report(old_site):
     assert result.returncode == 0, result.stderr
     assert "dry run: rolled back, nothing changed" in result.stdout
     assert "-> alembic " in result.stdout and "Counts" in result.stdout
+    # verify's database checks run in the transaction rolled back too
+    assert "Verify: every check holds (8 database checks before the " \
+        "commit; no API sample: nothing committed)" in result.stdout
     assert dump_database(old_site) == before
 
 
@@ -569,3 +578,79 @@ def test_tables_without_planner_statistics_are_analyzed_in_the_transaction(
                     == set(analyzed)
     finally:
         engine.dispose()
+
+
+# --- verify of the move (issue 18, item 3) ----------------------------------
+
+def test_a_clean_migration_is_verified_before_and_after_the_commit(
+        migrated, migrated_with_paster):
+    for result in (migrated["result"], migrated_with_paster["result"]):
+        out = result.stdout
+        assert re.search(r"^Verify: every check holds \(8 database checks "
+                         r"before the commit; the API sample \(seed \d+\) "
+                         r"after the commit\)$", out, re.M), out
+        table = out.split("\n\n")[-1]
+        assert re.search(r"^verify: done in [\d.]+ s +8 database checks "
+                         r"hold$", table, re.M), table
+        assert re.search(r"^API sample: done in [\d.]+ s +ok$", table,
+                         re.M), table
+        # verified already: not a next step
+        assert "datagovuk verify" not in out
+    # -v: each check's line
+    assert re.search(r"^  resources: \d+ active resources .*: ok$",
+                     migrated["result"].stdout, re.M)
+
+
+# CKAN reads the resource's extras column as JSON when it serves the
+# dataset; none of verify's database checks compares it.
+BREAK_A_RESOURCE = """
+UPDATE resource SET extras = '{broken' WHERE id = (
+    SELECT r.id FROM resource r
+    JOIN resource_group g ON g.id = r.resource_group_id
+    JOIN package p ON p.id = g.package_id
+    WHERE r.state = 'active' AND p.state = 'active'
+      AND r.description IS DISTINCT FROM 'Organogram viewer'
+    ORDER BY p.name, r.id LIMIT 1);
+"""
+
+
+@pytest.mark.parametrize("command", [ckan_datagovuk, paster_datagovuk],
+                         ids=["ckan", "paster"])
+def test_an_api_sample_failure_after_the_commit_says_so_and_exits_1(
+        command, old_site, tmp_path):
+    name = query(old_site, """
+        SELECT p.name FROM resource r
+        JOIN resource_group g ON g.id = r.resource_group_id
+        JOIN package p ON p.id = g.package_id
+        WHERE r.state = 'active' AND p.state = 'active'
+          AND r.description IS DISTINCT FROM 'Organogram viewer'
+        ORDER BY p.name, r.id LIMIT 1""")[0][0]
+    migrations = a_site_migration(tmp_path, "002_break_a_resource.sql",
+                                  BREAK_A_RESOURCE)
+    result = command(MIGRATE + ["--migrations-dir", migrations,
+                                "--verify-sample", "1000"], db_url=old_site)
+    message = one_line_error(result)
+    assert message.startswith("Error: committed; API sample failed: 1 "
+                              "difference(s) in API sample; first: "
+                              f"dataset {name}: package_show: expected "
+                              "'served'"), message
+    out = result.stdout
+    assert ": committed; API sample failed; schema version" in out
+    assert f"[API sample] dataset {name}: package_show: expected " \
+        "'served', found" in out
+    assert re.search(r"^API sample: failed after [\d.]+ s|^API sample: "
+                     r"done in [\d.]+ s +failed$", out, re.M), out
+    # committed all the same
+    assert query(old_site, "SELECT filename FROM datagovuk.applied_"
+                 "migrations ORDER BY 1") == [
+        ("001_bytemark_to_govuk.sql",), ("002_break_a_resource.sql",)]
+
+
+def test_no_verify_with_verify_sample_is_a_usage_error(old_site):
+    before = dump_database(old_site)
+    result = ckan_datagovuk(MIGRATE + ["--no-verify", "--verify-sample",
+                                       "5"], db_url=old_site)
+    assert result.returncode == 2
+    assert "--verify-sample does not go with --no-verify" in \
+        one_line_error(result)
+    assert dump_database(old_site) == before

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+from ckanext.datagovuk.errors import Interrupted
 from ckanext.datagovuk.verify import rules
 from ckanext.datagovuk.verify.checks import ABSENT, CheckResult, Context
 
@@ -26,6 +27,10 @@ def _serve(ctx: Context, subject: str, action: str, data: dict):
         # use_cache off: package_show would serve Solr's copy, not the database
         return logic.get_action(action)(
             {"ignore_auth": True, "use_cache": False}, data)
+    except Interrupted:
+        # SIGTERM (as Ctrl-C, no Exception) stops the run; it is not a
+        # dataset CKAN cannot serve.
+        raise
     except Exception as error:          # whatever stops CKAN serving it
         first = (str(error).strip().splitlines() or [""])[0]
         ctx.differ(subject, action, "served",

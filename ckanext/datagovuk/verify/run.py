@@ -27,6 +27,8 @@ class SampleOptions:
     seed: Optional[int] = None
     everything: bool = False       # --all
     api: bool = True               # False: the database checks only
+    database: bool = True          # False: the API sample only (the
+                                   # checks ran in migrate's transaction)
 
 
 @dataclass
@@ -100,14 +102,20 @@ def _require_upgraded(connection) -> None:
             "migrate --skip-upgrade?): verify checks a migrated database")
 
 
+def context(connection) -> checks.Context:
+    """What the checks and the API sample read: the manifest, whether 001
+    ran on its data, who was promoted since."""
+    found = manifest.load(connection)
+    _require_upgraded(connection)
+    return checks.Context(connection, found, _migrated(connection, found),
+                          _promoted(connection))
+
+
 def database_checks(connection, report: VerifyReport,
                     progress: Progress) -> checks.Context:
     """Every check of the registry on ``connection`` (in the caller's
     transaction); the context, for the API sample."""
-    found = manifest.load(connection)
-    _require_upgraded(connection)
-    ctx = checks.Context(connection, found, _migrated(connection, found),
-                         _promoted(connection))
+    ctx = context(connection)
     for check in checks.REGISTRY:
         report.steps.append(checks.run(check, ctx))
         progress(report.steps[-1].line())
@@ -128,7 +136,8 @@ def verify(url: str, sample: Optional[SampleOptions] = None,
     try:
         with connection.begin() as transaction:
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-            ctx = database_checks(connection, report, progress)
+            ctx = (database_checks(connection, report, progress)
+                   if sample.database else context(connection))
             if sample.api:
                 from ckanext.datagovuk.verify import api_sample
 
@@ -145,6 +154,15 @@ def verify(url: str, sample: Optional[SampleOptions] = None,
     finally:
         connection.close()
         engine.dispose()
+    return report
+
+
+def in_transaction(connection, progress: Optional[Progress] = None
+                   ) -> VerifyReport:
+    """The database checks on ``connection``, in its (writing) transaction:
+    ``migrate`` runs them after its upgrade, before it commits."""
+    report = VerifyReport(connection.engine.url)
+    database_checks(connection, report, progress or (lambda message: None))
     return report
 
 
