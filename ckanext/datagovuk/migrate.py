@@ -24,13 +24,13 @@ One connection, one transaction, in this order:
    migrations (:mod:`upgrade`); the converted activities' timestamps put
    back where CKAN's 085 moved them;
 8. the database checks of ``datagovuk verify`` against the manifest
-   (:mod:`verify.run`), when this run's data migrations ran (not with
+   (:mod:`migrate_verify`), when this run's data migrations ran (not with
    ``--no-verify``): a difference rolls everything back;
 
 then a commit, or a rollback on any error, Ctrl-C or SIGTERM: the database,
 ledger included, is then exactly as before.  After the commit,
-:func:`migrate_from_config` asks CKAN's API for verify's sample (CKAN's
-model is bound to the configured database, the one just migrated).  ``dry_run`` rolls back at the
+:func:`migrate_from_config` asks CKAN's API for verify's sample
+(:mod:`migrate_verify`).  ``dry_run`` rolls back at the
 end; ``skip_upgrade`` stops (and commits) after the data migrations.  It
 deliberately does not use CKAN's global engine/session: CKAN's ``env.py``
 would open connections of its own.
@@ -45,8 +45,9 @@ from typing import Any, Callable, Optional
 from sqlalchemy import exc, inspect, text
 from sqlalchemy.engine import Connection
 
-from ckanext.datagovuk import (archive, db, history, migrate_report, output,
-                               preflight, runner, status, traps, upgrade)
+from ckanext.datagovuk import (archive, db, history, migrate_report,
+                               migrate_verify, output, preflight, runner,
+                               status, traps, upgrade)
 from ckanext.datagovuk.verify import manifest
 from ckanext.datagovuk.verify import run as verify_run
 from ckanext.datagovuk.errors import Interrupted, OperatorError, sigterm_raises
@@ -442,7 +443,8 @@ def _run(connection: Connection, report: MigrationReport,
             step.result = (f"{len(report.upgrade.revisions)} revision(s), "
                            f"now {report.upgrade.version_after}")
     if verify_here:
-        _verify(connection, report, options, pending, steps, progress)
+        migrate_verify.before_commit(connection, report, pending, steps,
+                                     progress)
     report.schema_after = upgrade.describe_version(connection)
     report.counts_after = counts(connection,
                                  settings.get(runner.SITE_USER_GUC))
@@ -479,74 +481,6 @@ def _history(connection: Connection, report: MigrationReport,
                                     converted=options.history)
 
 
-def _verify_skipped(options: MigrationOptions, pending: list[str]
-                    ) -> Optional[str]:
-    """Why this run does not verify the move, if it does not."""
-    if not options.verify:
-        return "--no-verify"
-    if options.skip_upgrade:
-        return "--skip-upgrade: verify checks the upgraded database"
-    if not pending:
-        return ("no data migration ran in this run: `datagovuk verify` "
-                "checks the database as it stands")
-    return None
-
-
-def _verify(connection: Connection, report: MigrationReport,
-            options: MigrationOptions, pending: list[str], steps: _Steps,
-            progress: Progress) -> None:
-    """verify's database checks in this transaction, after the upgrade (the
-    schema check compares the upgraded schema): a difference rolls the
-    whole move back."""
-    with steps("verify") as step:
-        reason = _verify_skipped(options, pending)
-        if reason:
-            report.verify_skipped = step.result = f"skipped ({reason})"
-            return
-        found = verify_run.in_transaction(
-            connection, lambda line: progress(f"  {line}"))
-        report.verification = found.to_dict()
-        if not found.ok:
-            raise OperatorError(
-                "verify: the migrated database differs from the old site: "
-                f"{verify_run.summary(report.verification)}; for a site "
-                "migration that changes this on purpose: run with "
-                "--no-verify")
-        step.result = f"{len(found.steps)} database checks hold"
-
-
-def api_sample_after_commit(url: str, report: MigrationReport,
-                            progress: Progress,
-                            request_context: Optional[Callable]) -> None:
-    """verify's API sample of the committed move, in this process (CKAN's
-    model is bound to ``url``); a failure makes the outcome "committed; API
-    sample failed".  An interrupt stops it (the move stays committed)."""
-    sample = verify_run.SampleOptions(size=report.options.verify_sample,
-                                      database=False)
-    try:
-        with sigterm_raises(), \
-                output.step(progress, "API sample") as step:
-            found = verify_run.verify(url, sample, progress,
-                                      request_context).to_dict()
-            step.result = found["steps"][0]["result"]
-    except (KeyboardInterrupt, Interrupted, OperatorError) as error:
-        raise OperatorError(
-            f"committed; the API sample did not finish "
-            f"({error or 'interrupted'}): `datagovuk verify` asks again"
-        ) from error
-    report.timings.append(("API sample", round(step.seconds, 3)))
-    verified = report.verification
-    verified.update(ok=verified["ok"] and found["ok"], seed=found["seed"],
-                    steps=verified["steps"] + found["steps"],
-                    differences=verified["differences"]
-                    + found["differences"])
-    if not found["ok"]:
-        report.outcome = "committed; API sample failed"
-        return
-    kept = next_steps(report.options.config_path, verified=True)
-    report.next_steps = [line for line in report.next_steps if line in kept]
-
-
 def migrate_from_config(options: MigrationOptions,
                         progress: Optional[Progress] = None,
                         config=None, request_context: Optional[Callable] = None
@@ -564,7 +498,11 @@ def migrate_from_config(options: MigrationOptions,
         plugins = plugins.split()
     report = migrate(url, list(plugins), runner.settings_from_config(config),
                      options, progress)
-    if report.verification and report.outcome == "committed":
-        api_sample_after_commit(url, report, progress or (lambda line: None),
-                                request_context)
+    if report.verification and report.outcome == "committed" and \
+            migrate_verify.api_sample_after_commit(
+                url, report, progress or (lambda line: None),
+                request_context):
+        kept = next_steps(options.config_path, verified=True)
+        report.next_steps = [line for line in report.next_steps
+                             if line in kept]
     return report

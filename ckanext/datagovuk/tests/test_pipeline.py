@@ -267,6 +267,19 @@ def test_plan_says_whether_the_history_becomes_activities(
     assert "old revisions as activities" not in skipped.stdout
 
 
+def test_plan_says_whether_the_move_is_verified(ini, ssh_server, source,
+                                                make_database):
+    target = make_database()
+    verified, skipped = [paster_migrate_from(
+        ini, ssh_server, source, target, "--plan", "--resolve-email-clash",
+        "keep-oldest", *extra) for extra in ([], ["--no-verify"])]
+    assert verified.returncode == 0 and skipped.returncode == 0
+    assert "\n4. verify the staging database against the manifest" in \
+        verified.stdout
+    assert "\n4. no verify of the staging database (--no-verify)\n" in \
+        skipped.stdout
+
+
 def test_a_decision_is_found_before_anything_is_transferred(
         ini, ssh_server, source, make_database, pg_admin_url, tmp_path):
     # The generated site has two kept users sharing an email (and a pair
