@@ -7,14 +7,16 @@ for a sample (:mod:`api_sample`).  Nothing is written.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from sqlalchemy import exc
 
-from ckanext.datagovuk import db
-from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk import db, output
+from ckanext.datagovuk.errors import (Interrupted, OperatorError,
+                                      sigterm_raises)
 from ckanext.datagovuk.verify import checks, manifest, rules
 
 DEFAULT_SAMPLE = 1000
@@ -24,6 +26,8 @@ Progress = Callable[[str], None]
 @dataclass
 class SampleOptions:
     size: int = DEFAULT_SAMPLE
+    # Forked workers asking CKAN's API (1: in this process).
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     seed: Optional[int] = None
     everything: bool = False       # --all
     api: bool = True               # False: the database checks only
@@ -134,14 +138,19 @@ def verify(url: str, sample: Optional[SampleOptions] = None,
 
                 report.seed = sample.seed if sample.seed is not None \
                     else random.SystemRandom().randrange(1 << 31)
-                progress(f"API sample (seed {report.seed}) ...")
-                with (request_context or contextlib.nullcontext)():
+                with output.step(progress, "API sample"), \
+                        (request_context or contextlib.nullcontext)(), \
+                        sigterm_raises():
                     report.steps.append(api_sample.check(
-                        ctx, sample.size, report.seed, sample.everything))
+                        ctx, sample.size, report.seed, sample.everything,
+                        sample.jobs, progress))
                 progress(report.steps[-1].line())
             transaction.rollback()
     except exc.DBAPIError as error:
         raise OperatorError(f"verify failed: {db.first_line(error.orig)}")
+    except (KeyboardInterrupt, Interrupted):
+        raise OperatorError("verify stopped (Ctrl-C or SIGTERM) before it "
+                            "finished: no report; it changed nothing")
     finally:
         connection.close()
         engine.dispose()
