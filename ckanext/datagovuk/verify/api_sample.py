@@ -14,9 +14,10 @@ chunks' results are merged in their order, so the report is the same
 whatever the number of workers."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from ckanext.datagovuk import db, forked, output
 from ckanext.datagovuk.errors import Interrupted
@@ -232,26 +233,47 @@ def _merge(into: CheckResult, part: CheckResult) -> None:
     into.first += part.first[:DIFFERENCES_KEPT - len(into.first)]
 
 
-def check(ctx: Context, size: int, seed: int, everything: bool = False,
-          jobs: int = 1,
-          progress: Callable[[str], None] = lambda message: None
-          ) -> CheckResult:
+def _plan(ctx: Context, size: int, seed: int,
+          everything: bool) -> list[tuple[str, list[str]]]:
     datasets = _dataset_ids(ctx, size, seed, everything)
     # A tenth as many publishers (of the sampled datasets) and users: each
     # call costs about as much as a package_show.
-    tasks = (_tasks("dataset", datasets)
-             + _tasks("publisher", _publisher_ids(
-                 ctx, datasets, size // PER_DATASETS, seed, everything))
-             + _tasks("user", _user_ids(ctx, size // PER_DATASETS, seed,
-                                        everything)))
+    return (_tasks("dataset", datasets)
+            + _tasks("publisher", _publisher_ids(
+                ctx, datasets, size // PER_DATASETS, seed, everything))
+            + _tasks("user", _user_ids(ctx, size // PER_DATASETS, seed,
+                                       everything)))
+
+
+@contextlib.contextmanager
+def asking(ctx: Context, size: int, seed: int, everything: bool = False,
+           jobs: int = 1) -> Iterator[Callable[..., CheckResult]]:
+    """The sample chosen (in the caller's transaction) and, with ``jobs``
+    over 1, handed to the workers, which ask CKAN while the caller goes on
+    (the database checks); the block's ``answers(progress)`` waits for
+    their answers (with one job: asks then) and merges them."""
+    tasks = _plan(ctx, size, seed, everything)
     total = sum(len(ids) for _kind, ids in tasks)
-    result = CheckResult(NAME, WHAT)
-    with forked.results(_check_chunk_in_worker, tasks, jobs, ordered=True,
-                        then=lambda: _start_worker(ctx),
-                        here=lambda task: check_chunk(ctx, task)) as parts:
+
+    def answers(progress: Callable[[str], None] = lambda message: None
+                ) -> CheckResult:
+        result = CheckResult(NAME, WHAT)
         for part in parts:
             _merge(result, part)
             output.live(progress, f"{NAME}: {result.compared} of {total} "
                         "asked")
-    ctx.result = result
-    return result
+        ctx.result = result
+        return result
+
+    with forked.results(_check_chunk_in_worker, tasks, jobs, ordered=True,
+                        then=lambda: _start_worker(ctx),
+                        here=lambda task: check_chunk(ctx, task)) as parts:
+        yield answers
+
+
+def check(ctx: Context, size: int, seed: int, everything: bool = False,
+          jobs: int = 1,
+          progress: Callable[[str], None] = lambda message: None
+          ) -> CheckResult:
+    with asking(ctx, size, seed, everything, jobs) as answers:
+        return answers(progress)

@@ -104,18 +104,47 @@ def _require_upgraded(connection) -> None:
             "migrate --skip-upgrade?): verify checks a migrated database")
 
 
+def context(connection) -> checks.Context:
+    """What the checks and the API sample read: the manifest, whether 001
+    ran on its data, who was promoted since."""
+    found = manifest.load(connection)
+    _require_upgraded(connection)
+    return checks.Context(connection, found, _migrated(connection, found),
+                          _promoted(connection))
+
+
+def _run_checks(ctx: checks.Context, report: VerifyReport,
+                progress: Progress) -> None:
+    for check in checks.REGISTRY:
+        report.steps.append(checks.run(check, ctx))
+        progress(report.steps[-1].line())
+
+
 def database_checks(connection, report: VerifyReport,
                     progress: Progress) -> checks.Context:
     """Every check of the registry on ``connection`` (in the caller's
     transaction); the context, for the API sample."""
-    found = manifest.load(connection)
-    _require_upgraded(connection)
-    ctx = checks.Context(connection, found, _migrated(connection, found),
-                         _promoted(connection))
-    for check in checks.REGISTRY:
-        report.steps.append(checks.run(check, ctx))
-        progress(report.steps[-1].line())
+    ctx = context(connection)
+    _run_checks(ctx, report, progress)
     return ctx
+
+
+def _checks_and_sample(ctx: checks.Context, report: VerifyReport,
+                       sample: SampleOptions, progress: Progress,
+                       request_context: Optional[Callable]) -> None:
+    """The database checks, while the API sample's workers ask CKAN; then
+    their answers."""
+    from ckanext.datagovuk.verify import api_sample
+
+    report.seed = sample.seed if sample.seed is not None \
+        else random.SystemRandom().randrange(1 << 31)
+    with (request_context or contextlib.nullcontext)(), sigterm_raises(), \
+            api_sample.asking(ctx, sample.size, report.seed,
+                              sample.everything, sample.jobs) as answers:
+        _run_checks(ctx, report, progress)
+        with output.step(progress, "API sample"):
+            report.steps.append(answers(progress))
+    progress(report.steps[-1].line())
 
 
 def verify(url: str, sample: Optional[SampleOptions] = None,
@@ -132,19 +161,11 @@ def verify(url: str, sample: Optional[SampleOptions] = None,
     try:
         with connection.begin() as transaction:
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-            ctx = database_checks(connection, report, progress)
             if sample.api:
-                from ckanext.datagovuk.verify import api_sample
-
-                report.seed = sample.seed if sample.seed is not None \
-                    else random.SystemRandom().randrange(1 << 31)
-                with output.step(progress, "API sample"), \
-                        (request_context or contextlib.nullcontext)(), \
-                        sigterm_raises():
-                    report.steps.append(api_sample.check(
-                        ctx, sample.size, report.seed, sample.everything,
-                        sample.jobs, progress))
-                progress(report.steps[-1].line())
+                _checks_and_sample(context(connection), report, sample,
+                                   progress, request_context)
+            else:
+                database_checks(connection, report, progress)
             transaction.rollback()
     except exc.DBAPIError as error:
         raise OperatorError(f"verify failed: {db.first_line(error.orig)}")
