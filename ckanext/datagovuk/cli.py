@@ -118,9 +118,12 @@ def reindex(configset, into, no_swap, drop_old, workers, batch_size,
                    "trap fix touched is asked too.")
 @click.option("--seed", type=int, metavar="S",
               help="Seed of the random sample (printed by every run).")
+@click.option("--jobs", type=click.IntRange(min=1), metavar="N",
+              help="Worker processes asking CKAN's API (default: the CPU "
+                   "count; 1: none).")
 @output_options
 @click.pass_context
-def verify(ctx, everything, sample, seed, verbose, quiet, as_json):
+def verify(ctx, everything, sample, seed, jobs, verbose, quiet, as_json):
     """Compare the migrated database (sqlalchemy.url) with the manifest
     `migrate` recorded before it changed anything, by the documented rules:
     datasets, extras, resources, publishers, users, archive row counts, no
@@ -128,23 +131,33 @@ def verify(ctx, everything, sample, seed, verbose, quiet, as_json):
     (package_show, organization_show, user_show) for a sample. One line
     per check; exit 0 only when every check holds. Read-only; no Solr."""
     import json
+    import os
+    import sys
 
     from ckan.common import config
 
+    from ckanext.datagovuk import output
     from ckanext.datagovuk.verify import run
 
+    if verbose and quiet:
+        raise click.UsageError("-v and -q contradict each other: give one")
     url = config.get("sqlalchemy.url")
+    progress = output.Progress(
+        output.QUIET if quiet else
+        output.VERBOSE if verbose else output.NORMAL,
+        stream=sys.stderr if as_json else sys.stdout)
     try:
         report = run.verify(url, run.SampleOptions(
-            size=sample, seed=seed, everything=everything),
-            request_context=_request_context(ctx))
+            size=sample, seed=seed, everything=everything,
+            jobs=jobs or os.cpu_count() or 1),
+            progress=progress, request_context=_request_context(ctx))
     except OperatorError as error:
         if not as_json:
             raise
         # Scripts read the reason from the JSON, like every other outcome.
         report = run.VerifyReport(url, error=str(error))
-    if verbose and quiet:
-        raise click.UsageError("-v and -q contradict each other: give one")
+    finally:
+        progress.clear_live()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     elif quiet and report.ok:

@@ -23,7 +23,6 @@ reaches that code and how the documents leave it:
 from __future__ import annotations
 
 import contextlib
-import signal
 from typing import Callable, Iterator
 
 TIMEOUT = 600
@@ -303,19 +302,6 @@ def index_chunk(core_url: str, ids: list[str]) -> tuple[int, list]:
     return len(ids) - len(failures), failures
 
 
-def _start_worker() -> None:
-    """In a forked worker: the database connections belong to the parent
-    (SQLAlchemy's advice for a fork: a new pool, the parent's connections
-    left alone), and so do Ctrl-C and SIGTERM (it ends the workers when it
-    stops)."""
-    from ckan import model
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    model.Session.remove()
-    model.meta.engine.dispose(close=False)
-
-
 def _index_chunk_in_worker(task: tuple[str, list[str]]) -> tuple[int, list]:
     return index_chunk(*task)
 
@@ -325,30 +311,17 @@ def index_datasets(core_url: str, ids: list[str], workers: int,
     """Index ``ids`` into ``core_url`` in chunks of a batch, spread over
     ``workers`` forked processes, then commit once.  Returns the datasets
     CKAN's code could not index, with why."""
-    import multiprocessing
-
     import pysolr
+
+    from ckanext.datagovuk import forked
 
     tasks = [(core_url, ids[start:start + batch_size])
              for start in range(0, len(ids), batch_size)]
     done, failures = 0, []
-    if workers <= 1:
-        results = map(_index_chunk_in_worker, tasks)
-        pool = None
-    else:
-        pool = multiprocessing.get_context("fork").Pool(
-            workers, initializer=_start_worker)
-        results = pool.imap_unordered(_index_chunk_in_worker, tasks)
-    try:
-        for (indexed, failed), task in zip(results, tasks):
+    with forked.results(_index_chunk_in_worker, tasks, workers) as results:
+        for indexed, failed in results:
             done += indexed + len(failed)
             failures += failed
             progress(done)
-        if pool:
-            pool.close()
-    finally:
-        if pool:
-            pool.terminate()
-            pool.join()
     pysolr.Solr(core_url, timeout=TIMEOUT).commit(waitSearcher=True)
     return failures

@@ -146,6 +146,9 @@ FROM datagovuk_manifest_resources r
 JOIN package p ON p.id = r.package_id
 WHERE r.state = 'active';
 ALTER TABLE datagovuk.manifest_resource ADD PRIMARY KEY (id);
+-- verify's API sample reads the resources of a chunk of datasets at a time.
+CREATE INDEX manifest_resource_package_id
+    ON datagovuk.manifest_resource (package_id);
 
 -- Joins, not a subquery per row: the member table has a row per dataset.
 CREATE TABLE datagovuk.manifest_group AS

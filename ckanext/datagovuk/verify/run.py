@@ -7,14 +7,16 @@ for a sample (:mod:`api_sample`).  Nothing is written.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from sqlalchemy import exc
 
-from ckanext.datagovuk import db
-from ckanext.datagovuk.errors import OperatorError
+from ckanext.datagovuk import db, output
+from ckanext.datagovuk.errors import (Interrupted, OperatorError,
+                                      sigterm_raises)
 from ckanext.datagovuk.verify import checks, manifest, rules
 
 DEFAULT_SAMPLE = 1000
@@ -24,6 +26,8 @@ Progress = Callable[[str], None]
 @dataclass
 class SampleOptions:
     size: int = DEFAULT_SAMPLE
+    # Forked workers asking CKAN's API (1: in this process).
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     seed: Optional[int] = None
     everything: bool = False       # --all
     api: bool = True               # False: the database checks only
@@ -111,15 +115,39 @@ def context(connection) -> checks.Context:
                           _promoted(connection))
 
 
+def _run_checks(ctx: checks.Context, report: VerifyReport,
+                progress: Progress) -> None:
+    for check in checks.REGISTRY:
+        report.steps.append(checks.run(check, ctx))
+        progress(report.steps[-1].line())
+
+
 def database_checks(connection, report: VerifyReport,
                     progress: Progress) -> checks.Context:
     """Every check of the registry on ``connection`` (in the caller's
     transaction); the context, for the API sample."""
     ctx = context(connection)
-    for check in checks.REGISTRY:
-        report.steps.append(checks.run(check, ctx))
-        progress(report.steps[-1].line())
+    _run_checks(ctx, report, progress)
     return ctx
+
+
+def _checks_and_sample(ctx: checks.Context, report: VerifyReport,
+                       sample: SampleOptions, progress: Progress,
+                       request_context: Optional[Callable]) -> None:
+    """The database checks, while the API sample's workers ask CKAN; then
+    their answers."""
+    from ckanext.datagovuk.verify import api_sample
+
+    report.seed = sample.seed if sample.seed is not None \
+        else random.SystemRandom().randrange(1 << 31)
+    with (request_context or contextlib.nullcontext)(), sigterm_raises(), \
+            api_sample.asking(ctx, sample.size, report.seed,
+                              sample.everything, sample.jobs) as answers:
+        if sample.database:
+            _run_checks(ctx, report, progress)
+        with output.step(progress, "API sample"):
+            report.steps.append(answers(progress))
+    progress(report.steps[-1].line())
 
 
 def verify(url: str, sample: Optional[SampleOptions] = None,
@@ -136,21 +164,17 @@ def verify(url: str, sample: Optional[SampleOptions] = None,
     try:
         with connection.begin() as transaction:
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-            ctx = (database_checks(connection, report, progress)
-                   if sample.database else context(connection))
             if sample.api:
-                from ckanext.datagovuk.verify import api_sample
-
-                report.seed = sample.seed if sample.seed is not None \
-                    else random.SystemRandom().randrange(1 << 31)
-                progress(f"API sample (seed {report.seed}) ...")
-                with (request_context or contextlib.nullcontext)():
-                    report.steps.append(api_sample.check(
-                        ctx, sample.size, report.seed, sample.everything))
-                progress(report.steps[-1].line())
+                _checks_and_sample(context(connection), report, sample,
+                                   progress, request_context)
+            elif sample.database:
+                database_checks(connection, report, progress)
             transaction.rollback()
     except exc.DBAPIError as error:
         raise OperatorError(f"verify failed: {db.first_line(error.orig)}")
+    except (KeyboardInterrupt, Interrupted):
+        raise OperatorError("verify stopped (Ctrl-C or SIGTERM) before it "
+                            "finished: no report; it changed nothing")
     finally:
         connection.close()
         engine.dispose()

@@ -5,13 +5,17 @@ what it refuses."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 
 from ckanext.datagovuk.tests.conftest import (
-    ckan_datagovuk, dump_database, one_line_error, paster_datagovuk,
-    run_sql)
+    TEST_INI, VENV_BIN, ckan_datagovuk, dump_database, one_line_error,
+    paster_datagovuk, run_sql)
 
 MIGRATE = ["migrate", "--resolve-email-clash", "keep-oldest"]
 SEED = re.compile(r"API sample seed: (\d+)")
@@ -139,3 +143,86 @@ def test_a_database_not_upgraded_yet_is_refused(old_site):
     assert result.returncode == 0, result.stderr
     result = ckan_datagovuk(["verify"], db_url=old_site)
     assert "has not been upgraded yet" in one_line_error(result)
+
+
+# Three datasets CKAN cannot serve and one with a changed title:
+# differences in the API sample's first, middle and last chunks.
+SERVED_BADLY = """
+    UPDATE resource r SET extras = '{broken' FROM package p
+    WHERE p.id = r.package_id AND r.state = 'active' AND p.name IN (
+        SELECT name FROM (SELECT p2.name, row_number() OVER (ORDER BY p2.id)
+            AS n, count(*) OVER () AS total FROM package p2
+            WHERE p2.state = 'active' AND EXISTS (SELECT 1 FROM resource r2
+                WHERE r2.package_id = p2.id AND r2.state = 'active')) x
+        WHERE n IN (1, total / 2, total));
+    UPDATE package SET title = 'tampered' WHERE id = (SELECT id
+        FROM package WHERE state = 'active' ORDER BY id DESC OFFSET 1
+        LIMIT 1)"""
+
+
+def test_workers_give_the_report_of_one_process(migrated):
+    run_sql(migrated, SERVED_BADLY)
+    reports = []
+    for jobs in ("1", "2", "3"):
+        result = ckan_datagovuk(["verify", "--json", "--all", "--seed", "5",
+                                 "--jobs", jobs], db_url=migrated)
+        assert result.returncode == 1, result.stderr
+        reports.append(json.loads(result.stdout))
+    sample = next(step for step in reports[0]["steps"]
+                  if step["name"] == "API sample")
+    assert sample["result"] == "failed" and sample["differences"] >= 4
+    assert reports[1] == reports[0] and reports[2] == reports[0]
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        return {int(child) for child in handle.read().split()}
+
+
+def _gone(pids: set[int], deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        alive = set()
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.add(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _sessions(url: str) -> int:
+    return run_sql(url, "SELECT count(*) FROM pg_stat_activity WHERE "
+                        "datname = current_database() "
+                        "AND pid <> pg_backend_pid()")[0][0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_ends_every_worker_and_leaves_nothing(migrated,
+                                                           signum):
+    process = subprocess.Popen(
+        [os.path.join(VENV_BIN, "ckan"), "-c", TEST_INI, "datagovuk",
+         "verify", "--all", "--jobs", "2"],
+        env={**os.environ, "CKAN_SQLALCHEMY_URL": migrated},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(workers) < 2 and process.poll() is None \
+            and time.monotonic() < deadline:
+        workers = _children(process.pid)
+        time.sleep(0.01)
+    assert len(workers) == 2, "the workers never started"
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 1
+    assert stderr == ("Error: verify stopped (Ctrl-C or SIGTERM) before it "
+                      "finished: no report; it changed nothing\n")
+    assert _gone(workers, time.monotonic() + 30), workers
+    deadline = time.monotonic() + 30
+    while _sessions(migrated) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _sessions(migrated) == 0
