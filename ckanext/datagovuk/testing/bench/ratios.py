@@ -131,13 +131,14 @@ def ratios(steps: dict[str, Step], datasets: int, compare: int) -> dict:
         got, why = seconds(theirs, "reindex")
         values[ours_over] = (got and got[0] / got[1], why)
     ours = ["import.loopback", "import.link", "migrate_data", "migrate_upgrade",
-            "promote", "reindex", "pipeline_one_run"]
+            "promote", "verify", "verify_all", "reindex", "pipeline_one_run"]
     peak_n = python_peak(ours)
     values["python_peak_rss_mb"] = (peak_n, None if peak_n else "no command of ours ran")
     if compare:
         # Step by step, where the step ran at both scales.
         growth = []
-        for name in ("import.loopback", "migrate_data", "migrate_upgrade", "promote"):
+        for name in ("import.loopback", "migrate_data", "migrate_upgrade", "promote",
+                     "verify", "verify_all"):
             peak_n_step = python_peak([name])
             peak_m_step = python_peak([f"{name}_{compare}"])
             if peak_n_step and peak_m_step:

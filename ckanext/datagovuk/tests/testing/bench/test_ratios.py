@@ -80,3 +80,14 @@ def test_a_ratio_without_its_inputs_says_which_is_missing():
     for key in ("history_per_revision_linearity",
                 "history_python_peak_rss_N_over_M"):
         assert found[key]["status"] == "not measured: --compare-datasets 0"
+
+
+def test_verify_counts_among_our_commands_memory():
+    found = ratios(run_steps(
+        ok("migrate_data", 90.0, python_mb=120.0),
+        ok("migrate_data_5000", 9.0, python_mb=120.0),
+        ok("verify", 80.0, python_mb=420.0),
+        ok("verify_5000", 20.0, python_mb=150.0)), 50000, 5000)
+    assert found["python_peak_rss_mb"]["value"] == pytest.approx(420.0)
+    assert found["python_peak_rss_growth_N_over_M"]["value"] == \
+        pytest.approx(2.8)
