@@ -33,23 +33,34 @@ EXCEPTION WHEN others THEN
 END $$;
 
 -- A timestamp as Python's isoformat() writes it (package_show's format):
--- microseconds always six digits, left out when zero.
+-- microseconds always six digits, left out when zero.  This and the
+-- function below are PL/pgSQL: a SQL function that uses an argument twice
+-- is not inlined, and calling one costs more than its work.
 CREATE OR REPLACE FUNCTION pg_temp.datagovuk_iso(value timestamp) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT to_char(value, CASE WHEN date_trunc('second', value) = value
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN to_char(value, CASE WHEN date_trunc('second', value) = value
                                THEN 'YYYY-MM-DD"T"HH24:MI:SS'
-                               ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US' END)
-$$;
+                               ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US' END);
+END $$;
 
--- Two JSON objects with no key in common as one, from their text, without
--- building either as a tree.
-CREATE OR REPLACE FUNCTION pg_temp.datagovuk_json_concat(a json, b json)
-RETURNS json LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN b IS NULL OR btrim(b::text) = '{}' THEN a
-                ELSE (left(rtrim(a::text), -1) || ', '
-                      || substr(ltrim(b::text), 2))::json
-           END
-$$;
+-- Two JSON objects with no key in common as one, from their text as
+-- json_build_object and jsonb print it (from '{' to '}', no space
+-- around), without parsing either.  The large one, a, is cut by bytes:
+-- counting its characters (left, substr) costs more than the conversion.
+CREATE OR REPLACE FUNCTION pg_temp.datagovuk_json_concat(a text, b text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF b IS NULL OR b = '{}' THEN
+        RETURN a;
+    ELSIF a = '{}' THEN
+        RETURN b;
+    END IF;
+    RETURN convert_from(substring(convert_to(a, getdatabaseencoding())
+                                  FROM 1 FOR octet_length(a) - 1),
+                        getdatabaseencoding())
+           || ', ' || substr(b, 2);
+END $$;
 
 -- Each active version of a resource as package_show shows it, built once
 -- (a version is in every dataset version it lived through).  This table
@@ -156,8 +167,8 @@ ANALYZE datagovuk_h_created;
 -- statements writing the activities.
 CREATE TEMP TABLE datagovuk_h_version (
     package_id text, revision_id text, ts timestamp, state text, author text,
-    message text, number bigint, previous_state text, package json,
-    revision json) ON COMMIT DROP;
+    message text, number bigint, previous_state text, package text,
+    revision text) ON COMMIT DROP;
 ALTER TABLE datagovuk_h_version ALTER COLUMN package SET STORAGE EXTERNAL;
 INSERT INTO datagovuk_h_version
 WITH licence AS (
@@ -188,13 +199,13 @@ SELECT pt.package_id, pt.revision_id, pt.ts, pt.state,
         'groups', coalesce(gr.list, '[]'),
         'organization', org.dict,
         'relationships_as_subject', '[]'::json,
-        'relationships_as_object', '[]'::json),
+        'relationships_as_object', '[]'::json)::text,
         CASE WHEN l.licence->>'url' IS NOT NULL
-             THEN json_build_object('license_url', l.licence->>'url')
+             THEN json_build_object('license_url', l.licence->>'url')::text
         END) AS package,
     json_build_object(
         'id', pt.revision_id, 'timestamp', pg_temp.datagovuk_iso(pt.ts),
-        'author', pt.revision_author, 'message', pt.revision_message)
+        'author', pt.revision_author, 'message', pt.revision_message)::text
         AS revision
 FROM datagovuk_h_point pt
 JOIN datagovuk_h_created cr ON cr.package_id = pt.package_id
@@ -319,14 +330,16 @@ WHERE NOT EXISTS (SELECT 1 FROM activity a
 ALTER TABLE datagovuk_h_written ADD PRIMARY KEY (activity_id);
 ANALYZE datagovuk_h_written;
 
--- An activity's data from its parts (also for actors.sql).
+-- An activity's data from its parts (also for actors.sql): the package
+-- and the revision as JSON text, written around them without parsing them
+-- again (each is the text of a json_build_object).
 CREATE OR REPLACE FUNCTION pg_temp.datagovuk_activity_data(
-    package json, actor text, revision json, rest jsonb) RETURNS text
+    package text, actor text, revision text, rest jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT pg_temp.datagovuk_json_concat(
-        json_build_object('package', package, 'actor', actor,
-                          'datagovuk_revision', revision),
-        rest::json)::text
+        '{"package": ' || package || ', "actor": ' || to_json(actor)::text
+        || ', "datagovuk_revision": ' || revision || '}',
+        rest::text)
 $$;
 
 UPDATE activity a
