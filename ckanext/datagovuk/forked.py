@@ -18,6 +18,21 @@ import signal
 from typing import Callable, Iterable, Iterator, Optional
 
 
+# Held from before the fork until the worker's own handlers are set: a
+# signal meant for the parent's handler would otherwise raise in a worker
+# that has not yet set its own (a traceback instead of a quiet end).
+STOPPING_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
+
+
 def start_worker(then: Optional[Callable[[], None]] = None) -> None:
     """In a forked worker: the database connections belong to the parent
     (SQLAlchemy's advice for a fork: a new pool, the parent's connections
@@ -27,6 +42,7 @@ def start_worker(then: Optional[Callable[[], None]] = None) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
     model.Session.remove()
     model.meta.engine.dispose(close=False)
     if then is not None:
@@ -45,11 +61,15 @@ def results(function: Callable, tasks: list, workers: int,
     if workers <= 1 or len(tasks) <= 1:
         yield map(here or function, tasks)
         return
-    pool = multiprocessing.get_context("fork").Pool(
-        min(workers, len(tasks)), initializer=start_worker, initargs=(then,))
+    pool = None
     try:
+        with _signals_held():
+            pool = multiprocessing.get_context("fork").Pool(
+                min(workers, len(tasks)), initializer=start_worker,
+                initargs=(then,))
         yield (pool.imap if ordered else pool.imap_unordered)(function, tasks)
         pool.close()
     finally:
-        pool.terminate()
-        pool.join()
+        if pool is not None:
+            pool.terminate()
+            pool.join()

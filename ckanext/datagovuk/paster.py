@@ -124,7 +124,8 @@ def run_import(config: str | None, rest: list[str]) -> int:
     target database to exist, and the import creates it (the staging
     database is renamed into place), so a failed import into a database
     that did not exist leaves none behind."""
-    from ckanext.datagovuk.cli import ConfiguredDatabase, datagovuk
+    from ckanext.datagovuk.cli import datagovuk
+    from ckanext.datagovuk.cli_import import ConfiguredDatabase
 
     try:
         preconditions.check_config_file(config)

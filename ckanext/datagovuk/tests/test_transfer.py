@@ -140,7 +140,8 @@ def import_in_process(args, db_url) -> subprocess.CompletedProcess:
     subprocess without its few seconds of start-up."""
     from click.testing import CliRunner
 
-    from ckanext.datagovuk.cli import ConfiguredDatabase, datagovuk
+    from ckanext.datagovuk.cli import datagovuk
+    from ckanext.datagovuk.cli_import import ConfiguredDatabase
 
     result = CliRunner().invoke(datagovuk, ["import", *args],
                                 obj=ConfiguredDatabase(db_url))
