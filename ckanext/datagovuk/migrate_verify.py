@@ -66,9 +66,12 @@ def api_sample_after_commit(url: str, report: Any, progress: Progress,
                                       request_context).to_dict()
             step.result = found["steps"][0]["result"]
     except (KeyboardInterrupt, Interrupted, OperatorError) as error:
+        # verify reports its own interrupt as an OperatorError.
+        why = "stopped by SIGTERM" if str(error).startswith(
+            "verify stopped") else (error or "interrupted")
         raise OperatorError(
             f"committed; the API sample did not finish "
-            f"({error or 'interrupted'}): `datagovuk verify` asks again"
+            f"({why}): `datagovuk verify` asks again"
         ) from error
     report.timings.append(("API sample", round(step.seconds, 3)))
     verified = report.verification
