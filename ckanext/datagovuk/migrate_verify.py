@@ -66,9 +66,10 @@ def api_sample_after_commit(url: str, report: Any, progress: Progress,
                                       request_context).to_dict()
             step.result = found["steps"][0]["result"]
     except (KeyboardInterrupt, Interrupted, OperatorError) as error:
-        # verify reports its own interrupt as an OperatorError.
-        why = "stopped by SIGTERM" if str(error).startswith(
-            "verify stopped") else (error or "interrupted")
+        # verify reports an interrupt as an OperatorError caused by it.
+        if isinstance(error.__cause__, (KeyboardInterrupt, Interrupted)):
+            error = error.__cause__
+        why = error or "interrupted"
         raise OperatorError(
             f"committed; the API sample did not finish "
             f"({why}): `datagovuk verify` asks again"

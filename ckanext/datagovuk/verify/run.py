@@ -172,9 +172,10 @@ def verify(url: str, sample: Optional[SampleOptions] = None,
             transaction.rollback()
     except exc.DBAPIError as error:
         raise OperatorError(f"verify failed: {db.first_line(error.orig)}")
-    except (KeyboardInterrupt, Interrupted):
+    except (KeyboardInterrupt, Interrupted) as error:
         raise OperatorError("verify stopped (Ctrl-C or SIGTERM) before it "
-                            "finished: no report; it changed nothing")
+                            "finished: no report; it changed nothing"
+                            ) from error
     finally:
         connection.close()
         engine.dispose()
