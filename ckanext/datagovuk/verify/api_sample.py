@@ -19,7 +19,7 @@ import hashlib
 import random
 from typing import Callable, Iterator, Optional
 
-from ckanext.datagovuk import db, forked, output
+from ckanext.datagovuk import batched_show, db, forked, output
 from ckanext.datagovuk.errors import Interrupted
 from ckanext.datagovuk.verify import rules
 from ckanext.datagovuk.verify.checks import (
@@ -119,17 +119,22 @@ def _expected_resources(ctx: Context, ids: list[str]) -> dict[str, list]:
 
 
 def _check_datasets(ctx: Context, ids: list[str]) -> None:
-    base = ctx.manifest.organogram_base_url
+    rows = ctx.rows(
+        "SELECT id, name, state, title, notes_md5, owner_org, license_id, "
+        "extras FROM datagovuk.manifest_dataset WHERE id = ANY(%(ids)s) "
+        "ORDER BY id", {"ids": ids})
     resources = _expected_resources(ctx, ids)
-    for (dataset_id, name, state, title, notes, owner, licence,
-         extras) in ctx.rows(
-            "SELECT id, name, state, title, notes_md5, owner_org, "
-            "license_id, extras FROM datagovuk.manifest_dataset "
-            "WHERE id = ANY(%(ids)s) ORDER BY id", {"ids": ids}):
-        subject = f"dataset {name}"
-        shown = _serve(ctx, subject, "package_show", {"id": dataset_id})
-        if shown is None:
-            continue
+    with batched_show.batched(ids):
+        for row in rows:
+            _check_dataset(ctx, row, resources.get(row[0], []))
+
+
+def _check_dataset(ctx: Context, row, resources: list) -> None:
+    dataset_id, name, state, title, notes, owner, licence, extras = row
+    base = ctx.manifest.organogram_base_url
+    subject = f"dataset {name}"
+    shown = _serve(ctx, subject, "package_show", {"id": dataset_id})
+    if shown is not None:
         ctx.compare(subject, {
             "name": (name, shown.get("name")),
             "state": (state, shown["state"]),
@@ -144,8 +149,7 @@ def _check_datasets(ctx: Context, ids: list[str]) -> None:
                                           ctx.migrated),
                   fmt, rname, description)
                  for rid, url, fmt, rname, description, viewer
-                 in resources.get(dataset_id, [])
-                 if rules.resource_kept(viewer, ctx.migrated)],
+                 in resources if rules.resource_kept(viewer, ctx.migrated)],
                 [(r["id"], r.get("url"), r.get("format") or None,
                   r.get("name"), _md5(r.get("description")))
                  for r in shown.get("resources", [])])})

@@ -9,6 +9,8 @@ raises :class:`Skipped` with the reason.
 """
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -19,6 +21,7 @@ from ckanext.datagovuk.verify.manifest import Manifest
 
 ABSENT = "(absent)"
 DIFFERENCES_KEPT = 20
+SQL_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass
@@ -82,6 +85,10 @@ class Context:
             if expected != found:
                 self.differ(subject, name, expected, found)
 
+    def count(self, table: str) -> int:
+        return self.connection.exec_driver_sql(
+            f"SELECT count(*) FROM {table}").scalar()
+
     def has(self, table: str) -> bool:
         return bool(self.connection.exec_driver_sql(
             "SELECT to_regclass(%(t)s) IS NOT NULL", {"t": table}).scalar())
@@ -94,22 +101,22 @@ class Check:
     run: Callable[[Context], int]  # returns how many were compared
 
 
+@functools.cache
+def _sql(name: str) -> str:
+    """A check's query, from its file beside this module."""
+    with open(os.path.join(SQL_DIR, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
 # Datasets -------------------------------------------------------------------
 
 def datasets(ctx: Context) -> int:
-    rows = ctx.rows(
-        "SELECT m.name, m.type, m.state, m.title, m.notes_md5, m.owner_org, "
-        "m.license_id, p.id IS NOT NULL, p.name, p.type, p.state, p.title, "
-        "md5(coalesce(p.notes, '')), p.owner_org, p.license_id "
-        "FROM datagovuk.manifest_dataset m LEFT JOIN package p ON p.id = m.id")
     for (name, kind, state, title, notes, owner, licence, present,
-         *found) in rows:
+         *found) in ctx.rows(_sql("check_datasets.sql")):
         subject = f"dataset {name}"
         if not present:
             ctx.differ(subject, "dataset", "present", ABSENT)
             continue
-        if (name, kind, state, title, notes, owner, licence) == tuple(found):
-            continue                # the common case, without the pairs
         ctx.compare(subject, {
             "name": (name, found[0]), "type": (kind, found[1]),
             "state": (state, found[2]), "title": (title, found[3]),
@@ -119,14 +126,15 @@ def datasets(ctx: Context) -> int:
             "SELECT name FROM package p WHERE NOT EXISTS (SELECT 1 FROM "
             "datagovuk.manifest_dataset m WHERE m.id = p.id) ORDER BY name"):
         ctx.differ(f"dataset {name}", "dataset", ABSENT, "present")
-    return len(rows)
+    return ctx.count("datagovuk.manifest_dataset")
 
 
 def dataset_extras(ctx: Context) -> int:
-    rows = ctx.rows(
-        "SELECT m.name, m.extras, coalesce(p.extras, '{}'::jsonb) "
-        "FROM datagovuk.manifest_dataset m JOIN package p ON p.id = m.id")
+    rows = ctx.rows(_sql("check_dataset_extras.sql"),
+                    {"mapped": sorted(rules.MAPPED_EXTRAS)})
     for name, old, found in rows:
+        # Often only the keys of MAPPED_EXTRAS: the query leaves out the
+        # others when they are the same on both sides.
         expected = rules.dataset_extras(old, ctx.migrated)
         _compare_extras(ctx, f"dataset {name}", expected, found)
     return len(rows)
@@ -146,15 +154,8 @@ def _compare_extras(ctx: Context, subject: str, expected: dict,
 
 def resources(ctx: Context) -> int:
     base = ctx.manifest.organogram_base_url
-    rows = ctx.rows(
-        "SELECT m.id, d.name, d.extras -> 'schema', "
-        "d.extras -> 'schema-vocabulary', m.package_id, m.url, m.format, "
-        "m.name, m.description_md5, m.viewer, m.position, r.id IS NOT NULL, "
-        "r.state, r.package_id, r.url, r.format, r.name, "
-        "md5(coalesce(r.description, '')), r.position "
-        "FROM datagovuk.manifest_resource m "
-        "JOIN datagovuk.manifest_dataset d ON d.id = m.package_id "
-        "LEFT JOIN resource r ON r.id = m.id")
+    rows = ctx.rows(_sql("check_resources.sql"),
+                    {"old_files": rules.OLD_FILES})
     for (rid, dataset, schema, vocabulary, package_id, url, fmt, name,
          description, viewer, position, present, state, *found) in rows:
         # only the keys the organogram rule reads, not every extra per row
@@ -181,7 +182,7 @@ def resources(ctx: Context) -> int:
             "ORDER BY p.name, r.id"):
         ctx.differ(f"dataset {dataset} resource {rid}", "resource", ABSENT,
                    "active")
-    return len(rows)
+    return ctx.count("datagovuk.manifest_resource")
 
 
 # Publishers -----------------------------------------------------------------

@@ -29,6 +29,11 @@ THEME_SLUGS = {
     "Health": "health",
     "Transport": "transport",
 }
+# The only keys whose value or presence dataset_extras() changes, NULL
+# values aside: any other key is expected as it was, so the extras check
+# compares those on the server and maps these alone.
+MAPPED_EXTRAS = RESOURCE_LISTS | {"theme-primary", "schema",
+                                  "schema-vocabulary"}
 ORGANOGRAM_SCHEMAS = ("d3c0b23f-6979-45e4-88ed-d2ab59b005d0",
                       "538b857a-64ba-490e-8440-0e32094a28a7")
 OLD_FILES = "https://data.gov.uk/sites/default/files/"

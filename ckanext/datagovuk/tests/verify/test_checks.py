@@ -22,6 +22,9 @@ TAMPERS = {
         ("a deleted dataset", "UPDATE package SET state = 'deleted' WHERE "
          "id = (SELECT id FROM package WHERE state = 'active' "
          "ORDER BY name LIMIT 1)"),
+        ("a licence lost", "UPDATE package SET license_id = NULL WHERE "
+         "id = (SELECT id FROM package WHERE license_id IS NOT NULL "
+         "ORDER BY name LIMIT 1)"),
     ],
     "dataset extras": [
         ("a changed extra", "UPDATE package SET extras = extras || "
@@ -30,6 +33,13 @@ TAMPERS = {
         ("a resource list left", "UPDATE package SET extras = extras || "
          "'{\"individual_resources\": \"[]\"}' WHERE id = (SELECT id FROM "
          "package WHERE extras IS NOT NULL ORDER BY name LIMIT 1)"),
+        # Keys no rule maps: compared whole (MAPPED_EXTRAS).
+        ("an unmapped extra changed", "UPDATE package SET extras = extras || "
+         "'{\"update_frequency\": \"tampered\"}' WHERE id = (SELECT id FROM "
+         "package WHERE extras IS NOT NULL ORDER BY name LIMIT 1)"),
+        ("an extra lost", "UPDATE package SET extras = extras - "
+         "'theme-secondary' WHERE id = (SELECT id FROM package WHERE "
+         "extras ? 'theme-secondary' ORDER BY name LIMIT 1)"),
     ],
     "resources": [
         ("a dropped resource", "UPDATE resource SET state = 'deleted' "
@@ -47,6 +57,11 @@ TAMPERS = {
          "'https://s3-eu-west-1.amazonaws.com/%'"),
         ("a viewer link left", "UPDATE resource SET state = 'active' "
          "WHERE description = 'Organogram viewer'"),
+        # One the rules leave alone: compared on the server.
+        ("a plain resource renamed", "UPDATE resource SET name = 'tampered'"
+         " WHERE id = (SELECT id FROM resource WHERE state = 'active' AND "
+         f"url NOT LIKE '{oldsite.OLD_FILES_BASE_URL}%' AND description IS "
+         "DISTINCT FROM 'Organogram viewer' ORDER BY id LIMIT 1)"),
     ],
     "publishers": [
         ("a lost publisher", "UPDATE \"group\" SET state = 'deleted' WHERE "

@@ -83,3 +83,36 @@ def test_only_drupal_names_may_change_and_only_to_valid_ones():
     assert not rules.user_name_ok("user_d12", "john-smith", None, False)
     assert not rules.user_name_ok("alice", "bob", None, True)
     assert not rules.user_name_ok("user_d12", "x", "user_d12", True)
+
+
+@pytest.mark.parametrize("migrated", [True, False])
+def test_only_the_mapped_extras_change(migrated):
+    # The extras check sends only MAPPED_EXTRAS when every other key is the
+    # same on both sides: mapping them alone must give what mapping the
+    # whole dict gives, and every other key must stay as it was.
+    import random
+
+    keys = sorted(rules.MAPPED_EXTRAS) + ["theme-secondary", "mandate",
+                                          "update_frequency"]
+    values = [None, "", "[]", CENTRAL, "Health", "Towns & Cities", "x"]
+    generator = random.Random(7)
+    for _ in range(500):
+        old = {key: generator.choice(values)
+               for key in generator.sample(keys, generator.randint(0, 6))}
+        mapped = {k: v for k, v in old.items() if k in rules.MAPPED_EXTRAS}
+        whole = rules.dataset_extras(old, migrated)
+        assert {k: v for k, v in whole.items()
+                if k in rules.MAPPED_EXTRAS} == \
+            rules.dataset_extras(mapped, migrated), old
+        assert {k: v for k, v in whole.items()
+                if k not in rules.MAPPED_EXTRAS} == rules.stored_extras(
+            {k: v for k, v in old.items() if k not in rules.MAPPED_EXTRAS})
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.org/a.csv", None, "", "ftp://x/y",
+    "https://data.gov.uk/dataset/organogram.csv"])
+def test_only_urls_under_the_old_file_store_change(url):
+    # The resources check compares the others on the server.
+    for extras in ({"schema": CENTRAL}, {}):
+        assert rules.resource_url(url, "CSV", extras, BASE, True) == url
