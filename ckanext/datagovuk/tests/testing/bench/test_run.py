@@ -53,7 +53,7 @@ def test_bench_runs_end_to_end_at_a_tiny_scale(tmp_path):
         "floor.ssh_fc_z0_stream"
     assert steps["floor"]["details"]["variant"] == "floor.ssh_fc_z0_stream"
     nproc = results["machine"]["nproc"]
-    for name in ("floor", "import.loopback", "manual.loopback"):
+    for name in ("floor", "import.loopback", "manual.loopback", "verify"):
         details = steps[name]["details"]
         rounds = details["rounds"]
         assert len(rounds) == DEFAULT_ROUNDS == 3, name
