@@ -222,19 +222,18 @@ def batched(ids: list[str]) -> Iterator[bool]:
             model.Package.id.in_(ids)).all()
         reads = BatchedReads(model.Session, packages)
         names = NameChecks(model.Session(), packages)
+        patches = [replaced(model_dictize, "_execute", reads.execute),
+                   names.hooked()]
     except (SQLAlchemyError, ValueError, TypeError):
         # A value a column type cannot read (ValueError: broken JSON)
         # fails the whole chunk's query; the database's own errors too.
         model.Session.remove()
-        try:
-            yield False
-        finally:
-            model.Session.remove()
-        return
+        packages, patches = None, []
     try:
-        with replaced(model_dictize, "_execute", reads.execute), \
-                names.hooked():
-            yield True
+        with contextlib.ExitStack() as stack:
+            for patch in patches:
+                stack.enter_context(patch)
+            yield bool(patches)
     finally:
         del packages
         model.Session.remove()
